@@ -1,0 +1,1 @@
+"""Event-sourced prepaid-wallet ledger for a messaging platform."""

@@ -1,0 +1,49 @@
+"""Settings, from ``LEDGER_*`` environment variables (pydantic-settings).
+
+With nothing set, the service runs on its embedded defaults: an embedded PostgreSQL under
+``data_dir`` and (once ingestion lands) an embedded Kafka-protocol broker. Validators refuse
+settings that are only safe on a developer machine when ``environment`` is not development.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in prod
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL of the event store; unset = embedded PostgreSQL",
+    )
+    data_dir: Path = Path(".ledger-data")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool | None = Field(default=None, description="unset = JSON unless on a TTY")
+    db_pool_size: int = Field(default=8, ge=1, le=200)
+    db_pool_overflow_max: int = Field(default=8, ge=0, le=200)
+    db_lock_timeout_s: int = Field(default=5, ge=0, le=600)
+    aggregate_cache_size_max: int = Field(default=10_000, ge=0)
+    command_retry_count_max: int = Field(default=8, ge=0, le=100)
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_outside_development(self) -> Settings:
+        if self.environment == "production":
+            if self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret) < 32:
+                raise ValueError("LEDGER_JWT_SECRET must be set (32+ characters) in production")
+            if self.database_url is None:
+                raise ValueError(
+                    "LEDGER_DATABASE_URL must be set in production "
+                    "(the embedded PostgreSQL is for development)"
+                )
+        return self

@@ -1,0 +1,1 @@
+"""The ledger's business rules: aggregates, money and errors. Imports nothing of ours."""

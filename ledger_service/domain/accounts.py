@@ -1,0 +1,54 @@
+"""Double entry: every wallet movement names the counter account that takes the other side.
+
+Each ledger event expands into postings whose amounts sum to zero, so the sum over all accounts
+is zero at every position (guarantee 3). Wallet accounts are ``wallet:<wallet uuid>``; counter
+accounts are the fixed names below. Amounts are from the account holder's side: a wallet credit
+is ``+amount`` on the wallet and ``-amount`` on its counter account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+CASH_CLEARING = "cash_clearing"
+"""Money received from customers against paid top-up invoices."""
+REVENUE_USAGE = "revenue:usage"
+"""Usage priced and deducted from wallets."""
+PROMOTIONS = "promotions"
+"""Grants: included quota and goodwill credits that no customer paid for."""
+ADJUSTMENTS = "adjustments"
+"""Manual corrections by operators."""
+REFUNDS = "refunds"
+COMMISSIONS = "commissions"
+"""Commission retained on transfers between wallets."""
+TRANSFERS_IN_TRANSIT = "transfers:in_transit"
+"""Clearing account of transfers; nets to zero once a transfer has completed."""
+
+COUNTER_ACCOUNTS = frozenset(
+    {
+        CASH_CLEARING,
+        REVENUE_USAGE,
+        PROMOTIONS,
+        ADJUSTMENTS,
+        REFUNDS,
+        COMMISSIONS,
+        TRANSFERS_IN_TRANSIT,
+    }
+)
+
+
+def wallet_account(wallet_id: UUID) -> str:
+    return f"wallet:{wallet_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: str
+    amount: Decimal
+
+
+def balanced_pair(account: str, counter_account: str, amount: Decimal) -> tuple[Posting, Posting]:
+    """``amount`` onto ``account`` and its negation onto ``counter_account``."""
+    return Posting(account, amount), Posting(counter_account, -amount)

@@ -1,0 +1,80 @@
+"""The ledger's error family.
+
+Every error a caller can provoke is a ``LedgerError`` with a stable, machine-readable ``code``.
+The HTTP layer maps these to statuses in exactly one module; the consumer maps them to
+dead-letter codes. Library errors never leak past the application layer.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    code = "LEDGER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidAmount(LedgerError):
+    code = "INVALID_AMOUNT"
+
+
+class InvalidArgument(LedgerError):
+    code = "INVALID_ARGUMENT"
+
+
+class CurrencyMismatch(LedgerError):
+    code = "CURRENCY_MISMATCH"
+
+
+class InsufficientFunds(LedgerError):
+    code = "INSUFFICIENT_FUNDS"
+
+
+class InvalidTransition(LedgerError):
+    code = "INVALID_TRANSITION"
+
+
+class NotFound(LedgerError):
+    code = "NOT_FOUND"
+
+
+class WalletNotFound(NotFound):
+    code = "WALLET_NOT_FOUND"
+
+
+class TopupNotFound(NotFound):
+    code = "TOPUP_NOT_FOUND"
+
+
+class WalletAlreadyExists(LedgerError):
+    code = "WALLET_ALREADY_EXISTS"
+
+
+class SenderAlreadyLinked(LedgerError):
+    code = "SENDER_ALREADY_LINKED"
+
+
+class SenderNotLinked(LedgerError):
+    code = "SENDER_NOT_LINKED"
+
+
+class UnknownCategory(LedgerError):
+    code = "UNKNOWN_CATEGORY"
+
+
+class PriceMismatch(LedgerError):
+    code = "PRICE_MISMATCH"
+
+
+class IdempotencyConflict(LedgerError):
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+class ConcurrencyConflict(LedgerError):
+    """Optimistic-concurrency retries were exhausted; the command wrote nothing."""
+
+    code = "CONCURRENCY_CONFLICT"

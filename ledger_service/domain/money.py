@@ -1,0 +1,123 @@
+"""Exact money: ``Decimal`` amounts with a currency, never ``float``.
+
+Amounts travel as decimal strings. Parsing is strict on purpose: a float has already lost
+precision before we see it, and an exponent form or a NaN is never a price anyone meant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from ledger_service.domain.errors import CurrencyMismatch, InvalidAmount, InvalidArgument
+
+FRACTION_DIGITS_MAX = 7
+"""At most 7 fractional digits: enough for per-message prices in any currency we sell in."""
+
+AMOUNT_ABS_MAX = Decimal("1000000000000")
+"""One trillion: far above any wallet, small enough that a typo in an amount is refused."""
+
+_QUANTUM = Decimal(1).scaleb(-FRACTION_DIGITS_MAX)
+_DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,40})?")
+_CURRENCY_TEXT = re.compile(r"[A-Z]{3}")
+
+ZERO = Decimal(0)
+
+
+def parse_amount(
+    value: object,
+    *,
+    field: str = "amount",
+    allow_negative: bool = False,
+    allow_zero: bool = True,
+) -> Decimal:
+    """Return ``value`` as an exact ``Decimal`` or raise ``InvalidAmount`` saying why.
+
+    Accepts a decimal string (``"12.5"``), an ``int`` or a finite ``Decimal``. Refuses floats,
+    booleans, NaN and infinities, exponent notation, more than 7 fractional digits (trailing
+    zeros aside), magnitudes above ``AMOUNT_ABS_MAX`` and, unless allowed, zero or negatives.
+    """
+    amount = _to_decimal(value, field)
+    if not amount.is_finite():
+        raise InvalidAmount(f"{field} must be a finite number, got {value!r}")
+    if amount != amount.quantize(_QUANTUM, rounding="ROUND_DOWN"):
+        raise InvalidAmount(
+            f"{field} has more than {FRACTION_DIGITS_MAX} fractional digits: {value!r}"
+        )
+    if abs(amount) > AMOUNT_ABS_MAX:
+        raise InvalidAmount(f"{field} exceeds the maximum of {AMOUNT_ABS_MAX}: {value!r}")
+    if amount < 0 and not allow_negative:
+        raise InvalidAmount(f"{field} must not be negative, got {value!r}")
+    if amount == 0 and not allow_zero:
+        raise InvalidAmount(f"{field} must be greater than zero")
+    return canonical(amount)
+
+
+def _to_decimal(value: object, field: str) -> Decimal:
+    if isinstance(value, bool | float):
+        raise InvalidAmount(
+            f"{field} must be a decimal string, not a {type(value).__name__} "
+            f"(floats cannot represent money exactly)"
+        )
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT.fullmatch(value):
+            raise InvalidAmount(
+                f"{field} must be a plain decimal string like '12.50', got {value!r}"
+            )
+        try:
+            return Decimal(value)
+        except InvalidOperation as exc:  # pragma: no cover - the pattern already excludes this
+            raise InvalidAmount(f"{field} is not a decimal: {value!r}") from exc
+    raise InvalidAmount(f"{field} must be a decimal string, got {type(value).__name__}")
+
+
+def canonical(amount: Decimal) -> Decimal:
+    """The amount quantized to 7 places: one representation per value, so sums stay exact."""
+    return amount.quantize(_QUANTUM)
+
+
+def format_amount(amount: Decimal) -> str:
+    """Shortest plain decimal string for ``amount`` (``"12.5"``, ``"0"``), never an exponent."""
+    if amount == 0:
+        return "0"
+    return format(amount.normalize(), "f")
+
+
+def parse_currency(value: object) -> str:
+    if not isinstance(value, str) or not _CURRENCY_TEXT.fullmatch(value):
+        raise InvalidArgument(
+            f"currency must be a 3-letter upper-case ISO 4217 code, got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An exact amount in one currency. Arithmetic refuses to mix currencies."""
+
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, amount: object, currency: object, *, allow_negative: bool = False) -> Money:
+        return cls(parse_amount(amount, allow_negative=allow_negative), parse_currency(currency))
+
+    def __add__(self, other: Money) -> Money:
+        self._check_same_currency(other)
+        return Money(canonical(self.amount + other.amount), self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._check_same_currency(other)
+        return Money(canonical(self.amount - other.amount), self.currency)
+
+    def _check_same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"cannot combine {self.currency} with {other.currency}")
+
+    def __str__(self) -> str:
+        return f"{format_amount(self.amount)} {self.currency}"

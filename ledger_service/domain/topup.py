@@ -1,0 +1,141 @@
+"""The TopupRequest aggregate: a company asks for prepaid credit; an operator decides.
+
+Lifecycle::
+
+    pending --approve--> invoiced --mark_paid--> completed
+    pending --reject---> rejected
+    pending | invoiced --cancel--> cancelled
+
+``approve`` records ``Approved`` and ``Invoiced`` (the invoice number is issued on approval).
+``mark_paid`` records ``Paid`` and ``Completed``; the application saves them in the same
+transaction as the wallet's ``Credited`` event, so a paid top-up credits exactly once: a second
+``mark_paid`` finds the request completed and is refused, and two racing ones collide on the
+request's next version number.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger_service.domain.errors import InvalidArgument, InvalidTransition
+from ledger_service.domain.ids import check_key
+from ledger_service.domain.money import parse_amount
+
+NOTE_LENGTH_MAX = 500
+REASON_LENGTH_MAX = 500
+
+
+class TopupStatus(StrEnum):
+    PENDING = "pending"
+    INVOICED = "invoiced"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class TopupRequest(Aggregate):
+    @classmethod
+    def request(
+        cls,
+        *,
+        company_id: str,
+        wallet_id: UUID,
+        amount: Decimal,
+        currency: str,
+        note: str,
+        actor: str,
+    ) -> TopupRequest:
+        check_key(company_id, "company_id")
+        return cls(
+            company_id=company_id,
+            wallet_id=wallet_id,
+            amount=parse_amount(amount, allow_zero=False),
+            currency=currency,
+            note=check_text(note, "note", NOTE_LENGTH_MAX),
+            actor=actor,
+        )
+
+    @event("Requested")
+    def __init__(
+        self,
+        company_id: str,
+        wallet_id: UUID,
+        amount: Decimal,
+        currency: str,
+        note: str,
+        actor: str,
+    ) -> None:
+        self.company_id = company_id
+        self.wallet_id = wallet_id
+        self.amount = amount
+        self.currency = currency
+        self.note = note
+        self.requested_by = actor
+        self.status = TopupStatus.PENDING
+        self.invoice_number: str | None = None
+        self.payment_reference: str | None = None
+
+    def check_status(self, action: str, *allowed: TopupStatus) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(f"cannot {action} a top-up request that is {self.status.value}")
+
+    def approve(self, *, invoice_number: str, actor: str) -> None:
+        self.check_status("approve", TopupStatus.PENDING)
+        self._approved(actor=actor)
+        self._invoiced(invoice_number=invoice_number, actor=actor)
+
+    @event("Approved")
+    def _approved(self, actor: str) -> None:
+        pass
+
+    @event("Invoiced")
+    def _invoiced(self, invoice_number: str, actor: str) -> None:
+        self.invoice_number = invoice_number
+        self.status = TopupStatus.INVOICED
+
+    def reject(self, *, reason: str, actor: str) -> None:
+        self.check_status("reject", TopupStatus.PENDING)
+        self._rejected(
+            reason=check_text(reason, "reason", REASON_LENGTH_MAX, required=True), actor=actor
+        )
+
+    @event("Rejected")
+    def _rejected(self, reason: str, actor: str) -> None:
+        self.status = TopupStatus.REJECTED
+
+    def cancel(self, *, reason: str, actor: str) -> None:
+        self.check_status("cancel", TopupStatus.PENDING, TopupStatus.INVOICED)
+        self._cancelled(reason=check_text(reason, "reason", REASON_LENGTH_MAX), actor=actor)
+
+    @event("Cancelled")
+    def _cancelled(self, reason: str, actor: str) -> None:
+        self.status = TopupStatus.CANCELLED
+
+    def mark_paid(self, *, payment_reference: str, actor: str) -> None:
+        """Record payment; the caller credits the wallet in the same save."""
+        self.check_status("mark paid", TopupStatus.INVOICED)
+        reference = check_text(payment_reference, "payment_reference", 200, required=True)
+        self._paid(payment_reference=reference, actor=actor)
+        self._completed(actor=actor)
+
+    @event("Paid")
+    def _paid(self, payment_reference: str, actor: str) -> None:
+        self.payment_reference = payment_reference
+
+    @event("Completed")
+    def _completed(self, actor: str) -> None:
+        self.status = TopupStatus.COMPLETED
+
+
+def check_text(value: object, field: str, length_max: int, *, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field} must be a string")
+    if len(value) > length_max:
+        raise InvalidArgument(f"{field} is longer than {length_max} characters")
+    if required and not value.strip():
+        raise InvalidArgument(f"{field} must not be empty")
+    return value

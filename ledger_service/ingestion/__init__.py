@@ -1,0 +1,1 @@
+"""Kafka ingestion of usage events."""

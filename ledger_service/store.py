@@ -1,0 +1,140 @@
+"""The event store: eventsourcing's Postgres recorder plus the ledger's atomic side-records.
+
+``LedgerRecorder`` is the library's process recorder (default, table-locking insert mode; never
+``POSTGRES_ENABLE_DB_FUNCTIONS``) extended with two tables written *inside the same transaction*
+as the events:
+
+* ``ledger_commands`` - idempotency records of commands: (scope, key) -> fingerprint, result and
+  the position of the command's last event. Inserted after the events so the position is known.
+* ``ledger_usage_keys`` - CloudEvents (source, id) of every usage event that changed a balance.
+  The primary key makes a second application of the same usage event impossible: the whole
+  transaction fails and the writer re-filters.
+
+Both are passed as keyword arguments of ``Application.save(...)``, which the library forwards to
+``insert_events``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresProcessRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from ledger_service.application import CommandRecord
+
+COMMANDS_TABLE = "ledger_commands"
+USAGE_KEYS_TABLE = "ledger_usage_keys"
+
+
+class LedgerRecorder(PostgresProcessRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        commands = Identifier(COMMANDS_TABLE)
+        usage = Identifier(USAGE_KEYS_TABLE)
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.{} ("
+                    "scope text NOT NULL, key text NOT NULL, fingerprint text NOT NULL, "
+                    "result jsonb NOT NULL, position bigint, "
+                    "recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, key))"
+                ).format(schema, commands),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.{} ("
+                    "source text NOT NULL, event_id text NOT NULL, company_id text NOT NULL, "
+                    "recorded_at timestamptz NOT NULL DEFAULT now(), "
+                    "PRIMARY KEY (source, event_id))"
+                ).format(schema, usage),
+            ]
+        )
+        self._insert_command = SQL(
+            "INSERT INTO {}.{} (scope, key, fingerprint, result, position) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+        ).format(schema, commands)
+        self._select_command = SQL(
+            "SELECT scope, key, fingerprint, result, position FROM {}.{} "
+            "WHERE scope = %s AND key = %s"
+        ).format(schema, commands)
+        self._insert_usage_keys = SQL(
+            "INSERT INTO {}.{} (source, event_id, company_id) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING 1"
+        ).format(schema, usage)
+        self._select_usage_keys = SQL(
+            "SELECT k.source, k.event_id FROM {}.{} k "
+            "JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
+            "ON k.source = q.source AND k.event_id = q.event_id"
+        ).format(schema, usage)
+
+    # -- writes, inside the library's insert transaction ----------------------------------
+
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        usage_keys: Sequence[tuple[str, str, str]] = kwargs.get("usage_keys") or ()
+        if usage_keys:
+            sources, event_ids, companies = (
+                list(column) for column in zip(*usage_keys, strict=True)
+            )
+            curs.execute(self._insert_usage_keys, (sources, event_ids, companies))
+            if len(curs.fetchall()) != len(usage_keys):
+                raise IntegrityError("a usage event in this batch was already applied")
+
+    def _fetch_ids_after_insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        command: CommandRecord | None = kwargs.get("command")
+        if command is not None:
+            position = max(ids) if ids else None
+            curs.execute(
+                self._insert_command,
+                (
+                    command.scope,
+                    command.key,
+                    command.fingerprint,
+                    json.dumps(command.result),
+                    position,
+                ),
+            )
+            if curs.fetchone() is None:
+                raise IntegrityError(f"idempotency key {command.key!r} was recorded concurrently")
+        return ids
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def select_command(self, scope: str, key: str) -> CommandRecord | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._select_command, (scope, key), prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return CommandRecord(
+            row["scope"], row["key"], row["fingerprint"], row["result"], row["position"]
+        )
+
+    def select_applied_usage_keys(
+        self,
+        keys: Iterable[tuple[str, str]],
+    ) -> set[tuple[str, str]]:
+        pairs = list(keys)
+        if not pairs:
+            return set()
+        sources, event_ids = (list(column) for column in zip(*pairs, strict=True))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._select_usage_keys, (sources, event_ids))
+            return {(row["source"], row["event_id"]) for row in curs.fetchall()}

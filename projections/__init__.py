@@ -1,0 +1,1 @@
+"""Read-model builders and their queries."""

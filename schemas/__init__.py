@@ -1,0 +1,1 @@
+"""External contracts: the usage event and API request/response models."""

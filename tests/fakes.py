@@ -1,0 +1,67 @@
+"""Fakes that implement the real interfaces, for unit tests (never for integration tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.popo import POPOProcessRecorder
+
+from ledger_service.application import CommandRecord, LedgerApplication
+
+
+class InMemoryLedgerRecorder(POPOProcessRecorder):
+    """The library's in-memory recorder plus the ledger's command records and usage keys,
+    checked and written under the same lock as the events (as Postgres does in one
+    transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: dict[tuple[str, str], CommandRecord] = {}
+        self.usage_keys: set[tuple[str, str]] = set()
+
+    def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        super()._assert_uniqueness(stored_events, **kwargs)
+        command: CommandRecord | None = kwargs.get("command")
+        if command is not None and (command.scope, command.key) in self.commands:
+            raise IntegrityError("command key already recorded")
+        for source, event_id, _company in kwargs.get("usage_keys") or ():
+            if (source, event_id) in self.usage_keys:
+                raise IntegrityError("usage already applied")
+
+    def _update_table(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._update_table(stored_events, **kwargs)
+        command: CommandRecord | None = kwargs.get("command")
+        if command is not None:
+            # Round-trip through JSON like the jsonb column does.
+            result = json.loads(json.dumps(command.result))
+            self.commands[(command.scope, command.key)] = CommandRecord(
+                command.scope,
+                command.key,
+                command.fingerprint,
+                result,
+                max(ids) if ids else None,
+            )
+        for source, event_id, _company in kwargs.get("usage_keys") or ():
+            self.usage_keys.add((source, event_id))
+        return ids
+
+    def select_command(self, scope: str, key: str) -> CommandRecord | None:
+        with self._database_lock:
+            return self.commands.get((scope, key))
+
+    def select_applied_usage_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        with self._database_lock:
+            return {key for key in keys if key in self.usage_keys}
+
+
+class InMemoryLedger(LedgerApplication):
+    def __init__(self) -> None:
+        super().__init__(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return InMemoryLedgerRecorder()

@@ -27,9 +27,9 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
 from ledger_service.domain import accounts
 from ledger_service.domain.errors import (
@@ -37,6 +37,7 @@ from ledger_service.domain.errors import (
     CurrencyMismatch,
     IdempotencyConflict,
     InvalidArgument,
+    LedgerError,
     PriceMismatch,
     SenderNotLinked,
     TopupNotFound,
@@ -126,6 +127,19 @@ def check_idempotency_key(key: object) -> str:
     return key
 
 
+class SetAsSortedList(Transcoding):
+    """Sets (a wallet's linked senders) in snapshots, sorted so equal states encode equally."""
+
+    type = set
+    name = "set_sorted"
+
+    def encode(self, obj: set[Any]) -> list[Any]:
+        return sorted(obj)
+
+    def decode(self, data: list[Any]) -> set[Any]:
+        return set(data)
+
+
 class LedgerApplication(Application[UUID]):
     name = "Ledger"
     is_snapshotting_enabled = True
@@ -134,6 +148,33 @@ class LedgerApplication(Application[UUID]):
 
     retry_count_max = 8
     retry_backoff_base_s = 0.002
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot the saved in-memory aggregate instead of re-reading it from the store.
+
+        The library's default reloads the aggregate (replaying up to a whole interval of events
+        from the database) for every snapshot, which cost a third of ingestion time. Right after
+        a successful save the in-memory state *is* the recorded state at ``aggregate.version``.
+        (Overrides a private hook of the exactly pinned eventsourcing version.)
+        """
+        if self.snapshots is None:
+            return
+        due: dict[UUID, Aggregate] = {}
+        for domain_event in processing_event.events:
+            aggregate = processing_event.aggregates.get(domain_event.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate)) if aggregate else None
+            if (
+                aggregate is not None
+                and interval
+                and domain_event.originator_version % interval == 0
+            ):
+                due[aggregate.id] = cast(Aggregate, aggregate)
+        for aggregate in due.values():
+            self.snapshots.put([Snapshot.take(aggregate)])
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(SetAsSortedList())
 
     @property
     def command_store(self) -> CommandStore:
@@ -157,7 +198,15 @@ class LedgerApplication(Application[UUID]):
             previous = self.command_store.select_command(scope, key)
             if previous is not None:
                 return self._replayed(previous, fingerprint, command)
-            decision = decide()
+            try:
+                decision = decide()
+            except LedgerError:
+                # A request with this key may have committed since we looked: its effects can
+                # make ours invalid (a top-up already paid), yet the answer is its result.
+                previous = self.command_store.select_command(scope, key)
+                if previous is not None:
+                    return self._replayed(previous, fingerprint, command)
+                raise
             record = CommandRecord(scope, key, fingerprint, decision.result)
             try:
                 recordings = self.save(*decision.aggregates, command=record)

@@ -7,6 +7,7 @@ application. Nothing connects at import time; ``Container.close()`` releases eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,15 +24,21 @@ class Container:
     database_url: str
     ledger: LedgerApplication
     extras: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
+        """Release in reverse order of acquisition: the application, then the servers."""
         self.ledger.close()
+        for close in reversed(self.closers):
+            close()
 
 
-def resolve_database_url(settings: Settings) -> str:
+def resolve_database_url(settings: Settings, closers: list[Callable[[], None]]) -> str:
     if settings.database_url:
         return settings.database_url
-    return start_embedded_postgres(settings.data_dir)
+    url, stop = start_embedded_postgres(settings.data_dir)
+    closers.append(stop)
+    return url
 
 
 def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
@@ -60,9 +67,16 @@ def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
 def bootstrap(settings: Settings | None = None, **overrides: Any) -> Container:
     """Build the service's object graph. ``overrides`` replace parts (tests pass fakes)."""
     settings = settings or Settings()
-    database_url = overrides.pop("database_url", None) or resolve_database_url(settings)
+    closers: list[Callable[[], None]] = []
+    database_url = overrides.pop("database_url", None) or resolve_database_url(settings, closers)
     ledger = overrides.pop("ledger", None) or build_ledger(settings, database_url)
-    return Container(settings=settings, database_url=database_url, ledger=ledger, extras=overrides)
+    return Container(
+        settings=settings,
+        database_url=database_url,
+        ledger=ledger,
+        extras=overrides,
+        closers=closers,
+    )
 
 
 def build_ledger(settings: Settings, database_url: str) -> LedgerApplication:

@@ -67,6 +67,14 @@ class LedgerRecorder(PostgresProcessRecorder):
             "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
             "ON CONFLICT DO NOTHING RETURNING 1"
         ).format(schema, usage)
+        # Same rows, same order, same RETURNING as the library's insert, but as four parallel
+        # arrays sent in binary: the library's text-format array of composites escapes every
+        # bytea with regular expressions, which was a fifth of ingestion CPU time.
+        self._insert_events_binary = SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema, Identifier(self.events_table_name))
         self._select_usage_keys = SQL(
             "SELECT k.source, k.event_id FROM {}.{} k "
             "JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
@@ -74,6 +82,26 @@ class LedgerRecorder(PostgresProcessRecorder):
         ).format(schema, usage)
 
     # -- writes, inside the library's insert transaction ----------------------------------
+
+    def _insert_stored_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        # Keep the library's serialisation: the EXCLUSIVE table lock makes commit order equal
+        # notification order, so projections following the log never skip an event.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_events_binary,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
 
     def _insert_events(
         self,

@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -20,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ledger_service.application import LedgerApplication
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
+from ledger_service.embedded import embedded_postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +28,8 @@ def admin_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     if url:
         yield url
         return
-    import pgserver
-
     data_dir: Path = tmp_path_factory.mktemp("embedded-pg")
-    server: Any = pgserver.get_server(str(data_dir), cleanup_mode="delete")  # type: ignore[attr-defined]
+    server = embedded_postgres_server(data_dir, cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

@@ -1,0 +1,91 @@
+"""`ledger run` as a user starts it: a real process, real HTTP, SIGTERM to stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+LEDGER = str(Path(sys.executable).parent / "ledger")
+START_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    full_env |= {"LEDGER_HTTP_PORT": str(port), "LEDGER_HTTP_HOST": "127.0.0.1"} | env
+    return subprocess.Popen(
+        [LEDGER, "run"], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_ready(process: subprocess.Popen[str], port: int) -> httpx.Response:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"ledger run exited early: {process.communicate()}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.2)
+            continue
+        if response.status_code == 200:
+            return response
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"not ready within {START_TIMEOUT_S}s: {process.communicate()}")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert process.returncode == 0, stderr
+    return stderr
+
+
+def check_serves_and_stops(env: dict[str, str]) -> str:
+    port = free_port()
+    process = start(env, port)
+    try:
+        ready = wait_ready(process, port)
+        assert ready.json()["checks"] == {"event_store": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        stderr = stop(process)
+    # Not on a TTY: every log line is JSON.
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert lines, stderr
+    return stderr
+
+
+def test_run_on_a_configured_database(database_url: str) -> None:
+    check_serves_and_stops({"LEDGER_DATABASE_URL": database_url})
+
+
+def test_run_on_the_embedded_default_keeps_data_and_stops_postgres(tmp_path: Path) -> None:
+    env = {"LEDGER_DATA_DIR": str(tmp_path / ".ledger-data")}
+    stderr = check_serves_and_stops(env)
+    assert "embedded_postgres_started" in stderr
+    pg_dir = tmp_path / ".ledger-data" / "postgres"
+    assert (pg_dir / "PG_VERSION").exists()
+    assert not (pg_dir / "postmaster.pid").exists(), "embedded PostgreSQL left running"
+    # A second start finds the same data directory and serves again.
+    check_serves_and_stops(env)

@@ -1,0 +1,233 @@
+"""Stateful property test: random sequences of ledger commands keep the ledger's invariants.
+
+After every step: each wallet's balance equals the sum of its postings; the trial balance is
+zero; every top-up credited at most once (exactly once when completed). On every usage step the
+split respects bucket order and never draws postpaid credit beyond the limit (the rest is
+recorded overage).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from uuid import UUID
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    rule,
+)
+
+from ledger_service.application import Usage
+from ledger_service.domain.books import trial_balance
+from ledger_service.domain.errors import LedgerError
+from ledger_service.domain.wallet import Wallet
+from tests.fakes import InMemoryLedger
+
+COMPANIES = ["acme", "globex", "initech"]
+SENDERS = {c: [f"{c}-w1", f"{c}-w2"] for c in COMPANIES}
+amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(300), places=2)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    topups = Bundle("topups")
+    paid = Bundle("paid")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ledger = InMemoryLedger()
+        self.keys = 0
+        self.usage_ids: list[str] = []
+
+    def key(self) -> str:
+        self.keys += 1
+        return f"k{self.keys}"
+
+    @initialize(
+        limits=st.lists(st.integers(0, 200), min_size=3, max_size=3),
+        quotas=st.lists(st.integers(0, 300), min_size=3, max_size=3),
+    )
+    def open_wallets(self, limits: list[int], quotas: list[int]) -> None:
+        for company, limit, quota in zip(COMPANIES, limits, quotas, strict=True):
+            self.ledger.open_wallet(
+                company_id=company,
+                currency="USD",
+                postpaid_limit=str(limit),
+                included_quota=str(quota),
+                rate_card={"marketing": "1.5", "utility": "0.25"},
+                actor="op",
+                idempotency_key=self.key(),
+            )
+            for sender in SENDERS[company]:
+                self.ledger.link_sender(
+                    company_id=company, waba_id=sender, actor="op", idempotency_key=self.key()
+                )
+
+    @rule(target=topups, company=st.sampled_from(COMPANIES), amount=amounts)
+    def request_and_approve_topup(self, company: str, amount: Decimal) -> UUID:
+        result = self.ledger.request_topup(
+            company_id=company,
+            amount=str(amount),
+            currency="USD",
+            actor="tenant",
+            idempotency_key=self.key(),
+        )
+        topup_id = UUID(result["topup_id"])
+        self.ledger.approve_topup(topup_id=topup_id, actor="op", idempotency_key=self.key())
+        return topup_id
+
+    @rule(target=paid, topup_id=consumes(topups), tries=st.integers(1, 3))
+    def mark_paid(self, topup_id: UUID, tries: int) -> UUID:
+        key = self.key()
+        for _ in range(tries):  # retries with the same key are answered, not re-applied
+            self.ledger.mark_topup_paid(
+                topup_id=topup_id, payment_reference="bank", actor="op", idempotency_key=key
+            )
+        return topup_id
+
+    @rule(topup_id=paid)
+    def mark_paid_again_is_refused(self, topup_id: UUID) -> None:
+        try:
+            self.ledger.mark_topup_paid(
+                topup_id=topup_id, payment_reference="bank2", actor="op", idempotency_key=self.key()
+            )
+        except LedgerError as exc:
+            assert exc.code == "INVALID_TRANSITION"
+        else:
+            raise AssertionError("a completed top-up was paid twice")
+
+    @rule(
+        company=st.sampled_from(COMPANIES),
+        sender=st.integers(0, 1),
+        category=st.sampled_from(["marketing", "utility"]),
+        units=st.integers(1, 80),
+        status=st.sampled_from(["delivered", "delivered", "failed"]),
+    )
+    def send_message(
+        self, company: str, sender: int, category: str, units: int, status: str
+    ) -> None:
+        before = self.ledger.get_wallet(company)
+        event_id = f"m{len(self.usage_ids)}"
+        self.usage_ids.append(event_id)
+        self.ledger.apply_usage(
+            Usage(
+                source="//test",
+                event_id=event_id,
+                company_id=company,
+                waba_id=SENDERS[company][sender],
+                conversation_id="c",
+                category=category,
+                status=status,
+                units=units,
+            )
+        )
+        after = self.ledger.get_wallet(company)
+        if status == "failed":
+            assert after.balance == before.balance
+            return
+        self.check_bucket_order(before, after, before.price_of(category, units))
+
+    @staticmethod
+    def check_bucket_order(before: Wallet, after: Wallet, amount: Decimal) -> None:
+        from_included = before.included - after.included
+        from_prepaid = before.prepaid - after.prepaid
+        drawn = after.postpaid_used - before.postpaid_used
+        overage = after.overage_total - before.overage_total
+        assert from_included == min(amount, before.included)
+        assert from_prepaid == min(amount - from_included, before.prepaid)
+        headroom = max(before.postpaid_limit - before.postpaid_used, Decimal(0))
+        assert drawn - overage == min(amount - from_included - from_prepaid, headroom)
+        assert from_included + from_prepaid + drawn == amount
+        assert after.balance == before.balance - amount
+
+    @rule(data=st.data())
+    def redeliver_a_usage_event(self, data: st.DataObject) -> None:
+        if not self.usage_ids:
+            return
+        event_id = data.draw(st.sampled_from(self.usage_ids))
+        outcome = self.ledger.apply_usage(
+            Usage(
+                source="//test",
+                event_id=event_id,
+                company_id="acme",
+                waba_id="acme-w1",
+                conversation_id="c",
+                category="marketing",
+                status="delivered",
+                units=1,
+            )
+        )
+        assert outcome.value == "duplicate"
+
+    @rule(
+        source=st.sampled_from(COMPANIES),
+        receiver=st.sampled_from(COMPANIES),
+        amount=amounts,
+        rate=st.sampled_from(["0", "0.1", "0.333"]),
+    )
+    def transfer(self, source: str, receiver: str, amount: Decimal, rate: str) -> None:
+        if source == receiver:
+            return
+        prepaid = self.ledger.get_wallet(source).prepaid
+        try:
+            self.ledger.transfer(
+                from_company_id=source,
+                to_company_id=receiver,
+                amount=str(amount),
+                commission_rate=rate,
+                actor="op",
+                idempotency_key=self.key(),
+            )
+        except LedgerError as exc:
+            assert exc.code == "INSUFFICIENT_FUNDS"
+            assert amount > prepaid
+
+    @rule(company=st.sampled_from(COMPANIES), limit=st.integers(0, 200))
+    def change_limit(self, company: str, limit: int) -> None:
+        self.ledger.configure_wallet(
+            company_id=company, postpaid_limit=str(limit), actor="op", idempotency_key=self.key()
+        )
+
+    def events(self) -> list[object]:
+        return [
+            self.ledger.mapper.to_domain_event(n)
+            for n in self.ledger.recorder.select_notifications(start=1, limit=10**9)
+        ]
+
+    @invariant()
+    def books_balance(self) -> None:
+        totals = trial_balance(self.events())  # type: ignore[arg-type]
+        assert sum(totals.values(), Decimal(0)) == 0
+        for company in COMPANIES:
+            wallet = self.ledger.get_wallet(company)
+            assert totals.get(wallet.account, Decimal(0)) == wallet.balance
+            assert wallet.included >= 0
+            assert wallet.prepaid >= 0
+            assert wallet.postpaid_used >= 0
+            assert not (wallet.prepaid > 0 and wallet.postpaid_used > 0)
+
+    @invariant()
+    def topups_credit_at_most_once(self) -> None:
+        credits = Counter(
+            e.reference.split(":")[1]
+            for e in self.events()
+            if isinstance(e, Wallet.Credited) and e.kind == "topup"
+        )
+        assert all(count == 1 for count in credits.values())
+
+    def teardown(self) -> None:
+        self.ledger.close()
+
+
+LedgerMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLedgerMachine = LedgerMachine.TestCase

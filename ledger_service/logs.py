@@ -40,6 +40,8 @@ def configure_logging(level: str = "info", json_output: bool | None = None) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
+    # pgserver narrates every pg_ctl call at INFO; only its warnings are news.
+    logging.getLogger("pgserver").setLevel(max(numeric_level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -29,7 +29,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
 
 from ledger_service.domain import accounts
 from ledger_service.domain.errors import (
@@ -41,6 +41,8 @@ from ledger_service.domain.errors import (
     PriceMismatch,
     SenderNotLinked,
     TopupNotFound,
+    UnknownCompany,
+    UnknownSender,
     WalletAlreadyExists,
     WalletNotFound,
 )
@@ -76,6 +78,10 @@ class CommandStore(Protocol):
     def select_applied_usage_keys(
         self, keys: Iterable[tuple[str, str]]
     ) -> set[tuple[str, str]]: ...
+
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def forget_consumer_positions(self, prefix: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,10 +622,43 @@ class LedgerApplication(Application[UUID]):
                 SenderRegistration, self.repository.get(sender_registration_id(waba_id))
             )
         except AggregateNotFoundError:
-            raise SenderNotLinked(f"sender {waba_id} is not linked to any wallet") from None
+            self._check_company_known(company_id)
+            raise UnknownSender(f"sender {waba_id} is not linked to any wallet") from None
         if registration.wallet_id is None or registration.company_id != company_id:
             raise SenderNotLinked(f"sender {waba_id} is not linked to company {company_id}")
         return cast(Wallet, self.repository.get(registration.wallet_id))
+
+    def _check_company_known(self, company_id: str) -> None:
+        """Usage is routed by sender; an unknown sender of a company without a (shared)
+        wallet is reported as an unknown company, which is what an operator needs to fix."""
+        try:
+            self.repository.get(wallet_id(check_key(company_id, "company_id")))
+        except AggregateNotFoundError:
+            raise UnknownCompany(f"no wallet for company {company_id}") from None
+
+    # -- consumed positions (Kafka) --------------------------------------------------------
+
+    def consumer_position(self, name: str) -> int | None:
+        """The next offset to consume for a partition, as recorded with its deductions."""
+        return self.command_store.max_tracking_id(name)
+
+    def forget_consumer_positions(self, prefix: str) -> int:
+        return self.command_store.forget_consumer_positions(prefix)
+
+    def save_consumed(
+        self,
+        aggregates: Sequence[Aggregate],
+        *,
+        usage_keys: Sequence[tuple[str, str, str]],
+        position_name: str,
+        next_offset: int,
+    ) -> None:
+        """One transaction: the deductions, their usage keys and the consumed position."""
+        self.save(
+            *aggregates,
+            usage_keys=usage_keys,
+            consumer_position=Tracking(position_name, next_offset),
+        )
 
     def apply_usage(self, usage: Usage, *, trust_producer_price: bool = False) -> UsageOutcome:
         """Price one usage event and deduct it from its sender's pool, exactly once."""

@@ -1,8 +1,9 @@
 """The composition root: the only place that builds real infrastructure.
 
-``bootstrap(settings)`` resolves the database (a configured URL or the embedded PostgreSQL),
-configures the eventsourcing persistence environment and returns a ``Container`` holding the
-application. Nothing connects at import time; ``Container.close()`` releases everything.
+``bootstrap(settings)`` resolves the database (a configured URL or the embedded PostgreSQL) and,
+when asked, the Kafka cluster (a configured one or the embedded broker), configures the
+eventsourcing persistence environment and returns a ``Container``. Nothing connects at import
+time; ``Container.close()`` releases everything in reverse order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger_service.application import LedgerApplication
 from ledger_service.config import Settings
-from ledger_service.embedded import start_embedded_postgres
+from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
+from ledger_service.ingestion.batch import UsageIngestor
+from ledger_service.ingestion.consumer import UsageConsumer
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Container:
     settings: Settings
     database_url: str
     ledger: LedgerApplication
+    kafka_bootstrap: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -41,6 +45,14 @@ def resolve_database_url(settings: Settings, closers: list[Callable[[], None]]) 
     return url
 
 
+def resolve_kafka_bootstrap(settings: Settings, closers: list[Callable[[], None]]) -> str:
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    address, stop = start_embedded_broker(settings.embedded_kafka_port)
+    closers.append(stop)
+    return address
+
+
 def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
     """Translate a ``postgresql://`` URL (TCP or Unix-socket form) into the library's env."""
     params = conninfo_to_dict(database_url)
@@ -55,6 +67,7 @@ def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_overflow_max),
         "POSTGRES_LOCK_TIMEOUT": str(settings.db_lock_timeout_s),
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout_s),
         # Never the DB-functions insert mode: it skips the table lock and ignores tracking.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         "SINGLE_ROW_TRACKING": "y",
@@ -64,22 +77,75 @@ def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
     }
 
 
-def bootstrap(settings: Settings | None = None, **overrides: Any) -> Container:
+def bootstrap(
+    settings: Settings | None = None, *, with_broker: bool = False, **overrides: Any
+) -> Container:
     """Build the service's object graph. ``overrides`` replace parts (tests pass fakes)."""
     settings = settings or Settings()
     closers: list[Callable[[], None]] = []
-    database_url = overrides.pop("database_url", None) or resolve_database_url(settings, closers)
-    ledger = overrides.pop("ledger", None) or build_ledger(settings, database_url)
+    try:
+        database_url = overrides.pop("database_url", None) or resolve_database_url(
+            settings, closers
+        )
+        kafka = resolve_kafka_bootstrap(settings, closers) if with_broker else None
+        ledger = overrides.pop("ledger", None) or build_ledger(settings, database_url)
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
     return Container(
         settings=settings,
         database_url=database_url,
         ledger=ledger,
+        kafka_bootstrap=kafka,
         extras=overrides,
         closers=closers,
     )
 
 
-def build_ledger(settings: Settings, database_url: str) -> LedgerApplication:
-    ledger = LedgerApplication(env=eventsourcing_env(settings, database_url))
+def build_ledger(
+    settings: Settings, database_url: str, *, for_ingestion: bool = False
+) -> LedgerApplication:
+    env = eventsourcing_env(settings, database_url)
+    if for_ingestion:
+        # The consumer is the only usage writer of its partitions' wallets: keep them cached
+        # without re-reading per batch; a concurrent API write fails the save (optimistic
+        # concurrency) and the batch is re-planned from fresh aggregates.
+        env |= {
+            "AGGREGATE_CACHE_FASTFORWARD": "n",
+            "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+            "AGGREGATE_CACHE_MAXSIZE": str(max(settings.aggregate_cache_size_max, 100_000)),
+        }
+    ledger = LedgerApplication(env=env)
     ledger.retry_count_max = settings.command_retry_count_max
     return ledger
+
+
+def build_consumer(container: Container, **options: Any) -> tuple[UsageConsumer, LedgerApplication]:
+    """The usage consumer with its own (ingestion-tuned) application instance."""
+    settings = container.settings
+    if container.kafka_bootstrap is None:
+        raise RuntimeError("build_consumer needs bootstrap(..., with_broker=True)")
+    ledger = build_ledger(settings, container.database_url, for_ingestion=True)
+    container.closers.append(ledger.close)
+    consumer: UsageConsumer
+    ingestor = UsageIngestor(
+        ledger,
+        # Late binding: the consumer that publishes dead letters is built just below.
+        dead_letter=lambda dead_letter: consumer.publish_dead_letter(dead_letter),  # noqa: PLW0108
+        trust_producer_price=settings.trust_producer_price,
+        retry_count_max=settings.ingestion_retry_count_max,
+    )
+    consumer = UsageConsumer(
+        ingestor,
+        bootstrap=container.kafka_bootstrap,
+        topic=settings.usage_topic,
+        dlq_topic=settings.dlq_topic,
+        group_id=settings.consumer_group,
+        batch_size_max=settings.batch_size_max,
+        poll_timeout_ms=settings.poll_timeout_ms,
+        backoff_max_s=settings.unavailable_backoff_max_s,
+        stall_s=settings.ingestion_stall_s,
+        **options,
+    )
+    return consumer, ledger

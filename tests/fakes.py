@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 
 from ledger_service.application import CommandRecord, LedgerApplication
@@ -30,6 +30,9 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
         for source, event_id, _company in kwargs.get("usage_keys") or ():
             if (source, event_id) in self.usage_keys:
                 raise IntegrityError("usage already applied")
+        position: Tracking | None = kwargs.get("consumer_position")
+        if position is not None:
+            self._assert_tracking_uniqueness(position)
 
     def _update_table(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -48,11 +51,21 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
             )
         for source, event_id, _company in kwargs.get("usage_keys") or ():
             self.usage_keys.add((source, event_id))
+        position: Tracking | None = kwargs.get("consumer_position")
+        if position is not None:
+            self._insert_tracking(position)
         return ids
 
     def select_command(self, scope: str, key: str) -> CommandRecord | None:
         with self._database_lock:
             return self.commands.get((scope, key))
+
+    def forget_consumer_positions(self, prefix: str) -> int:
+        with self._database_lock:
+            names = [n for n in self._max_tracking_ids if n.startswith(prefix)]
+            for name in names:
+                del self._max_tracking_ids[name]
+            return len(names)
 
     def select_applied_usage_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         with self._database_lock:

@@ -62,6 +62,14 @@ class SenderNotLinked(LedgerError):
     code = "SENDER_NOT_LINKED"
 
 
+class UnknownSender(SenderNotLinked):
+    code = "UNKNOWN_SENDER"
+
+
+class UnknownCompany(LedgerError):
+    code = "UNKNOWN_COMPANY"
+
+
 class UnknownCategory(LedgerError):
     code = "UNKNOWN_CATEGORY"
 

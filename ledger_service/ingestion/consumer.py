@@ -1,0 +1,263 @@
+"""The usage-event consumer: an aiokafka consumer-group member driving ``UsageIngestor``.
+
+Offsets are never committed to Kafka. The consumed position of each partition is recorded in
+the event store with the deductions it produced, and on assignment the consumer seeks to it.
+A rebalance waits for the in-flight batch (``on_partitions_revoked`` takes the batch lock), and
+even a consumer that lost its partition mid-batch cannot double-apply: the usage keys and the
+forward-only position fail its transaction.
+
+When the event store or the broker is unavailable the consumer keeps the batch, reports not
+ready and retries with backoff; it never skips or dead-letters because of an outage. SIGTERM
+(the ``stop`` event) lets the in-flight batch finish, then the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from ledger_service.ingestion.batch import BatchOutcome, UsageIngestor
+from ledger_service.ingestion.records import Consumed, DeadLetter
+from ledger_service.metrics import INGESTION_BATCH_SECONDS, INGESTION_READY
+
+log = structlog.get_logger(__name__)
+
+DEAD_LETTER_SEND_TIMEOUT_S = 30.0
+LEDGER_HEADER_PREFIX = "ledger-"
+Committed = Callable[[Sequence[Consumed], BatchOutcome], None]
+
+
+def to_consumed(record: ConsumerRecord[bytes, bytes]) -> Consumed:
+    return Consumed(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+        timestamp_ms=record.timestamp,
+    )
+
+
+def dead_letter_headers(dead_letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """The original headers (minus an earlier round's ledger-* ones) plus why and where from."""
+    record = dead_letter.record
+    kept = [(k, v) for k, v in record.headers if not k.startswith(LEDGER_HEADER_PREFIX)]
+    return [
+        *kept,
+        ("ledger-error-code", dead_letter.code.encode()),
+        ("ledger-error-message", dead_letter.message.encode()[:1000]),
+        ("ledger-original-topic", record.topic.encode()),
+        ("ledger-original-partition", str(record.partition).encode()),
+        ("ledger-original-offset", str(record.offset).encode()),
+    ]
+
+
+class UsageConsumer:
+    def __init__(
+        self,
+        ingestor: UsageIngestor,
+        *,
+        bootstrap: str,
+        topic: str,
+        dlq_topic: str,
+        group_id: str,
+        batch_size_max: int = 1000,
+        poll_timeout_ms: int = 200,
+        backoff_max_s: float = 5.0,
+        stall_s: float = 5.0,
+        on_committed: Committed | None = None,
+    ) -> None:
+        self.ingestor = ingestor
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.dlq_topic = dlq_topic
+        self.group_id = group_id
+        self.batch_size_max = batch_size_max
+        self.poll_timeout_ms = poll_timeout_ms
+        self.backoff_max_s = backoff_max_s
+        self.stall_s = stall_s
+        self.on_committed = on_committed
+        self.ready = False
+        self._batch_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=5,
+            enable_idempotence=False,  # the embedded Tansu broker refuses idempotent producers
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            # Positions come from the event store; never let the client pick one silently.
+            auto_offset_reset="none",
+            max_poll_records=self.batch_size_max,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._producer.start()
+        try:
+            await self._consumer.start()
+            self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+            log.info("consumer_started", topic=self.topic, group=self.group_id)
+            await self._consume_until(stop)
+        finally:
+            self._set_ready(False)
+            await self._consumer.stop()  # leaves the group: partitions move on at once
+            await self._producer.stop()
+            log.info("consumer_stopped", topic=self.topic)
+
+    async def _consume_until(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        while not stop.is_set():
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=self.poll_timeout_ms, max_records=self.batch_size_max
+                )
+            except OffsetOutOfRangeError as exc:
+                log.error(
+                    "consumer_position_out_of_range",
+                    error=str(exc),
+                    hint="the topic was recreated or truncated; after checking, run "
+                    "`ledger positions forget --topic <topic> --yes` and restart",
+                )
+                raise
+            except NoOffsetForPartitionError:
+                # The fetcher raced ahead of our seek on a fresh assignment; the rebalance
+                # listener sets the position from the event store. Poll again.
+                await asyncio.sleep(0.05)
+                continue
+            self._set_ready(True)
+            for partition, records in batches.items():
+                async with self._batch_lock:
+                    if partition not in self._consumer.assignment():
+                        continue  # revoked while we waited: its new owner takes it
+                    await self._apply_until_done([to_consumed(r) for r in records], stop)
+
+    async def _apply_until_done(self, records: list[Consumed], stop: asyncio.Event) -> None:
+        """Apply a batch, waiting out outages. Gives up only when asked to stop (then the
+        batch is simply not recorded and will be consumed again)."""
+        attempt = 0
+        while True:
+            try:
+                with INGESTION_BATCH_SECONDS.time():
+                    outcome = await self._apply_watching_for_stalls(records)
+            except (PersistenceError, KafkaError, TimeoutError) as exc:
+                if isinstance(exc, IntegrityError):
+                    raise  # not an outage: the ingestor handles conflicts itself
+                self._set_ready(False)
+                delay = min(self.backoff_max_s, 0.1 * 2**attempt)
+                log.warning(
+                    "ingestion_unavailable",
+                    error=str(exc)[:300],
+                    retry_in_s=delay,
+                    partition=records[0].partition,
+                    records=len(records),
+                )
+                attempt += 1
+                if await _stopped_within(stop, delay):
+                    return
+                continue
+            self._set_ready(True)
+            if self.on_committed is not None:
+                self.on_committed(records, outcome)
+            return
+
+    async def _apply_watching_for_stalls(self, records: list[Consumed]) -> BatchOutcome:
+        """The event store's own retries can hold a batch for a long time during an outage;
+        report not-ready as soon as it stalls, and keep waiting for it."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.ingestor.apply_batch, records))
+        done, _ = await asyncio.wait({task}, timeout=self.stall_s)
+        if not done:
+            self._set_ready(False)
+            log.warning(
+                "ingestion_stalled",
+                seconds=self.stall_s,
+                records=len(records),
+                partition=records[0].partition,
+            )
+        return await task
+
+    def _set_ready(self, ready: bool) -> None:
+        self.ready = ready
+        INGESTION_READY.set(1 if ready else 0)
+
+    # -- called from the ingestor's worker thread -----------------------------------------
+
+    def publish_dead_letter(self, dead_letter: DeadLetter) -> None:
+        """Blocking: returns once the broker acknowledged the dead letter."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._send_dead_letter(dead_letter), self._loop)
+        future.result(timeout=DEAD_LETTER_SEND_TIMEOUT_S)
+
+    async def _send_dead_letter(self, dead_letter: DeadLetter) -> None:
+        assert self._producer is not None
+        record = dead_letter.record
+        await self._producer.send_and_wait(
+            self.dlq_topic,
+            value=record.value,
+            key=record.key,
+            headers=dead_letter_headers(dead_letter),
+        )
+
+    # -- partition assignment -------------------------------------------------------------
+
+    async def _recorded_position(self, tp: TopicPartition) -> int | None:
+        """Read a partition's recorded position, waiting out an event-store outage: starting
+        anywhere else could skip or repeat work."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(self.ingestor.next_offset, tp.topic, tp.partition)
+            except PersistenceError as exc:
+                self._set_ready(False)
+                delay = min(self.backoff_max_s, 0.1 * 2**attempt)
+                log.warning("position_unavailable", error=str(exc)[:300], retry_in_s=delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def seek_to_recorded_positions(self, partitions: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        for tp in partitions:
+            recorded = await self._recorded_position(tp)
+            if recorded is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                # Past the log's end (a recreated topic) the fetch fails with
+                # OffsetOutOfRange (auto_offset_reset="none"): loud, never a silent skip.
+                self._consumer.seek(tp, recorded)
+            log.info("partition_assigned", partition=tp.partition, next_offset=recorded)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: UsageConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Wait for the in-flight batch so the next owner starts after it.
+        async with self.owner._batch_lock:
+            log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.owner.seek_to_recorded_positions(set(assigned))
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

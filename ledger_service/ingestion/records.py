@@ -1,0 +1,39 @@
+"""Kafka records as the ingestion core sees them, decoupled from the client library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger_service.application import Usage
+
+DEDUCTION_FAILED = "billing.deduction_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be applied, with a machine-readable code and a sentence."""
+
+    record: Consumed
+    code: str
+    message: str
+    usage: Usage | None = None
+
+
+def position_prefix(topic: str) -> str:
+    return f"kafka:{topic}:"
+
+
+def position_name(topic: str, partition: int) -> str:
+    """Tracking name of a partition's consumed position in the event store."""
+    return f"{position_prefix(topic)}{partition}"

@@ -1,0 +1,67 @@
+"""The usage-event contract: CloudEvents 1.0, structured mode, JSON.
+
+Topic ``ledger.usage.v1``, message key = company id. One event per message sent. This module is
+the contract's single definition; ``usage_event.v1.schema.json`` beside it is generated from it
+(``python -m schemas.usage_event > schemas/usage_event.v1.schema.json``) and a test keeps the two
+in sync. Change it only compatibly; a breaking change is a new topic version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+USAGE_EVENT_TYPE = "message.sent"
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,30})(\.[0-9]{1,7})?$"
+
+Key = Annotated[StrictStr, Field(pattern=KEY_PATTERN)]
+
+
+class UsageEventData(BaseModel):
+    """What was sent, by whom, for which company."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    company_id: Key
+    waba_id: Key = Field(description="The sender account (WhatsApp Business Account id).")
+    conversation_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    category: Key = Field(description="Message category, priced by the wallet's rate card.")
+    status: Literal["sent", "delivered", "read", "failed"] = Field(
+        description="'failed' is not billable: counted, never debited."
+    )
+    units: Annotated[StrictInt, Field(ge=1, le=10_000)] = 1
+    unit_price: Annotated[StrictStr, Field(pattern=DECIMAL_PATTERN)] | None = Field(
+        default=None,
+        description="Decimal string; when absent the wallet's rate card prices the event.",
+    )
+    currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")] | None = None
+
+
+class UsageEvent(BaseModel):
+    """A CloudEvents 1.0 envelope around ``UsageEventData``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    source: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    type: Literal["message.sent"]
+    time: datetime | None = None
+    subject: StrictStr | None = None
+    datacontenttype: Literal["application/json"] | None = None
+    data: UsageEventData
+
+
+def usage_event_json_schema() -> str:
+    schema = UsageEvent.model_json_schema()
+    schema["$id"] = "https://schemas.ledger.local/usage-event/v1"
+    schema["title"] = "Usage event (CloudEvents 1.0, ledger.usage.v1)"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(usage_event_json_schema(), end="")

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration install bench-core clean
+.PHONY: run test lint unit integration install bench-core bench-ingest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ integration: $(STAMP)
 
 bench-core: $(STAMP)
 	$(BIN)/python -m bench.bench_core
+
+bench-ingest: $(STAMP)
+	$(BIN)/python -m bench.bench_ingest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

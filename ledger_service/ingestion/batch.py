@@ -91,6 +91,9 @@ class UsageIngestor:
         self.trust_producer_price = trust_producer_price
         self.retry_count_max = retry_count_max
         self._dead_lettered: set[tuple[str, int, int]] = set()
+        # (sender, company) -> wallet id. Only a hint: the wallet's own sender set (kept
+        # current by optimistic concurrency) has the last word, see _apply.
+        self._routes: dict[tuple[str, str], UUID] = {}
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         return self.ledger.consumer_position(position_name(topic, partition))
@@ -140,6 +143,7 @@ class UsageIngestor:
         except BaseException:
             # Cached aggregates may now hold unsaved events: never reuse them.
             self._evict(plan.wallets)
+            self._routes.clear()
             raise
         return plan.outcome
 
@@ -187,19 +191,35 @@ class UsageIngestor:
         try:
             record_usage_on(wallet, usage, trust_producer_price=self.trust_producer_price)
         except SenderNotLinked:
+            self._routes.pop((usage.waba_id, usage.company_id), None)
             if self._sender_linked_in_store(wallet.id, usage.waba_id):
+                raise _StaleCache from None
+            if self._route_changed(usage, wallet.id):
                 raise _StaleCache from None
             raise
 
     def _route(self, usage: Usage, wallets: dict[UUID, Wallet]) -> Wallet:
+        route = (usage.waba_id, usage.company_id)
+        wallet_id = self._routes.get(route)
+        if wallet_id is not None and wallet_id in wallets:
+            return wallets[wallet_id]  # the object holding this batch's pending events
         try:
             wallet = self.ledger.wallet_for_sender(usage.waba_id, usage.company_id)
         except (SenderNotLinked, UnknownCompany):
             # A negative answer from the cache is re-read before it is believed.
             self._evict_ids([sender_registration_id(usage.waba_id)])
             wallet = self.ledger.wallet_for_sender(usage.waba_id, usage.company_id)
-        # Keep using the object that already holds this batch's pending events.
+        self._routes[route] = wallet.id
         return wallets.setdefault(wallet.id, wallet)
+
+    def _route_changed(self, usage: Usage, wallet_id: UUID) -> bool:
+        """Has the sender moved to another wallet since we cached its registration?"""
+        self._evict_ids([sender_registration_id(usage.waba_id)])
+        try:
+            current = self.ledger.wallet_for_sender(usage.waba_id, usage.company_id)
+        except LedgerError:
+            return False
+        return current.id != wallet_id
 
     def _sender_linked_in_store(self, wallet_id: UUID, waba_id: str) -> bool:
         self._evict_ids([wallet_id])

@@ -1,0 +1,241 @@
+"""make bench-ingest: end-to-end committed deductions/s and produce-to-commit latency.
+
+Against a real PostgreSQL (fresh database) and the Tansu broker on loopback:
+
+1. spread: 1,000 companies x 3 senders; 200,000 events pre-produced by a separate
+   `ledger publish-sample` process, then consumed by one consumer (exactly-once on: usage keys,
+   positions and deductions in one transaction per partition batch). Throughput is measured
+   from the first committed batch to the last.
+2. hot pool: the same with one company and 3 senders (every event hits one wallet).
+3. latency: events published at a fixed rate by a separate process while the consumer runs;
+   latency = commit time - the record's Kafka timestamp (set by the producer at send).
+
+Baseline in the same run: raw batched INSERT rows/s (1,000 rows per transaction) of rows
+shaped like the stored events, into the same PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+
+from bench.bench_core import raw_round
+from bench.common import fresh_database
+from ledger_service.bootstrap import bootstrap, build_consumer, build_ledger
+from ledger_service.config import Settings
+from ledger_service.embedded import start_embedded_broker
+from ledger_service.ingestion.batch import BatchOutcome
+from ledger_service.ingestion.records import Consumed
+from ledger_service.ingestion.sample import SampleShape, setup_wallets
+from ledger_service.ingestion.topics import ensure_topics
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
+LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "2000"))
+LATENCY_SECONDS = int(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
+WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP_SECONDS", "10"))
+PARTITIONS = 6
+LEDGER = str(Path(sys.executable).parent / "ledger")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def publisher(
+    env: dict[str, str], shape: SampleShape, events: int, rate: int = 0
+) -> subprocess.Popen[bytes]:
+    args = [
+        LEDGER,
+        "publish-sample",
+        "--no-setup",
+        "--companies",
+        str(shape.companies),
+        "--senders-per-company",
+        str(shape.senders_per_company),
+        "--events",
+        str(events),
+        "--rate",
+        str(rate),
+        "--seed",
+        "1",
+    ]
+    if shape.prefix != "sample":
+        raise ValueError("publish-sample publishes the 'sample' shape only")
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.commits: list[tuple[float, int]] = []
+        self.latencies_ms: list[float] = []
+        self.timestamps_ms: list[int] = []
+
+    def on_committed(self, records: Sequence[Consumed], outcome: BatchOutcome) -> None:
+        now = time.time()
+        self.commits.append((time.perf_counter(), len(records)))
+        self.latencies_ms.extend(now * 1000 - r.timestamp_ms for r in records)
+        self.timestamps_ms.extend(r.timestamp_ms for r in records)
+
+    @property
+    def consumed(self) -> int:
+        return sum(n for _, n in self.commits)
+
+    def rate(self) -> float:
+        (first, first_n), (last, _) = self.commits[0], self.commits[-1]
+        return (self.consumed - first_n) / (last - first)
+
+
+async def consume(settings: Settings, expected: int, clock: Clock, timeout_s: float) -> None:
+    container = bootstrap(settings, with_broker=True)
+    consumer, _ = build_consumer(container, on_committed=clock.on_committed)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while clock.consumed < expected and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        container.close()
+    if clock.consumed < expected:
+        raise RuntimeError(f"consumed {clock.consumed} of {expected} within {timeout_s}s")
+
+
+def scenario_settings(url: str, kafka: str, name: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=url,
+        kafka_bootstrap=kafka,
+        usage_topic=f"bench-usage-{name}",
+        dlq_topic=f"bench-dlq-{name}",
+        consumer_group=f"bench-{name}",
+        batch_size_max=2000,
+        log_level="warning",
+    )
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")},
+        "LEDGER_DATABASE_URL": settings.database_url or "",
+        "LEDGER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+        "LEDGER_USAGE_TOPIC": settings.usage_topic,
+        "LEDGER_LOG_LEVEL": "warning",
+    }
+
+
+def throughput(url: str, kafka: str, name: str, shape: SampleShape) -> tuple[float, int]:
+    settings = scenario_settings(url, kafka, name)
+    asyncio.run(ensure_topics(kafka, {settings.usage_topic: PARTITIONS, settings.dlq_topic: 1}))
+    publish = publisher(environment(settings), shape, EVENTS)
+    if publish.wait() != 0:
+        raise RuntimeError("publish-sample failed")
+    clock = Clock()
+    asyncio.run(consume(settings, EVENTS, clock, timeout_s=600))
+    with psycopg.connect(url) as conn:
+        keys = conn.execute("SELECT count(*) FROM ledger_usage_keys").fetchone()
+    return clock.rate(), int(keys[0]) if keys else 0
+
+
+def latency(url: str, kafka: str, shape: SampleShape) -> tuple[list[float], list[float]]:
+    """(cold, steady): latencies of events sent in the first WARMUP_SECONDS (the consumer is
+    loading every wallet it meets) and of those sent after."""
+    settings = scenario_settings(url, kafka, "latency")
+    asyncio.run(ensure_topics(kafka, {settings.usage_topic: PARTITIONS, settings.dlq_topic: 1}))
+    total = LATENCY_RATE * (WARMUP_SECONDS + LATENCY_SECONDS)
+    clock = Clock()
+    sent_from: list[float] = []
+
+    async def run() -> None:
+        consuming = asyncio.create_task(consume(settings, total, clock, timeout_s=300))
+        await asyncio.sleep(8)  # let the consumer join its group first
+        sent_from.append(time.time() * 1000)
+        publish = publisher(environment(settings), shape, total, rate=LATENCY_RATE)
+        await consuming
+        publish.wait()
+
+    asyncio.run(run())
+    steady_from = sent_from[0] + (WARMUP_SECONDS + 1) * 1000  # +1 s: publisher start-up
+    cold = [
+        lat
+        for lat, ts in zip(clock.latencies_ms, clock.timestamps_ms, strict=True)
+        if ts < steady_from
+    ]
+    steady = [
+        lat
+        for lat, ts in zip(clock.latencies_ms, clock.timestamps_ms, strict=True)
+        if ts >= steady_from
+    ]
+    return cold, steady
+
+
+def percentile(values: list[float], pct: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(pct * 10) - 1]
+
+
+def main() -> None:
+    with fresh_database() as url:
+        kafka, stop_broker = start_embedded_broker(free_port())
+        try:
+            ledger = build_ledger(Settings(environment="test"), url)
+            print(
+                f"bench-ingest: {EVENTS} events per scenario, {PARTITIONS} partitions, "
+                "one consumer, exactly-once on"
+            )
+            started = time.perf_counter()
+            setup_wallets(ledger, SampleShape(1000, 3))
+            print(f"setup: 1000 wallets x 3 senders in {time.perf_counter() - started:.0f}s")
+            spread, keys = throughput(url, kafka, "spread", SampleShape(1000, 3))
+            raw_spread = raw_round(url, 1000, 50_000, b"x" * 600)
+            print(
+                f"spread   (1000 companies x 3 senders): {spread:,.0f} deductions/s "
+                f"(usage keys recorded: {keys:,})"
+            )
+            with psycopg.connect(url) as conn:  # the hot pool reuses the 'sample' prefix
+                conn.execute("SELECT 1")
+            hot_url = url
+            ledger.close()
+            hot = hot_pool(hot_url, kafka)
+            raw_hot = raw_round(url, 1000, 50_000, b"x" * 600)
+            print(f"hot pool (1 company x 3 senders):      {hot:,.0f} deductions/s")
+            raw = statistics.median([raw_spread, raw_hot, raw_round(url, 1000, 50_000, b"x" * 600)])
+            print(f"baseline raw batched INSERT (1000 rows/tx, 600-byte rows): {raw:,.0f} rows/s")
+            print(f"ratio to raw INSERT: spread {spread / raw:.2f}, hot {hot / raw:.2f}")
+            cold, steady = latency(url, kafka, SampleShape(1000, 3))
+            print(
+                f"produce-to-commit latency at {LATENCY_RATE}/s, 1000 companies: "
+                f"steady state ({LATENCY_SECONDS}s) p50 {percentile(steady, 50):.0f} ms, "
+                f"p99 {percentile(steady, 99):.0f} ms ({len(steady):,} events); "
+                f"first {WARMUP_SECONDS}s after a consumer (re)start p50 "
+                f"{percentile(cold, 50):.0f} ms, p99 {percentile(cold, 99):.0f} ms"
+            )
+        finally:
+            stop_broker()
+
+
+def hot_pool(url: str, kafka: str) -> float:
+    """One company, three senders: in a database of its own so 'sample-00000' is the only
+    company (publish-sample draws companies from the same prefix)."""
+    with fresh_database() as hot_url:
+        ledger = build_ledger(Settings(environment="test"), hot_url)
+        setup_wallets(ledger, SampleShape(1, 3))
+        ledger.close()
+        rate, _ = throughput(hot_url, kafka, "hot", SampleShape(1, 3))
+    return rate
+
+
+if __name__ == "__main__":
+    main()

@@ -72,9 +72,24 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
             return {key for key in keys if key in self.usage_keys}
 
 
+INGESTION_CACHE_ENV = {
+    "AGGREGATE_CACHE_MAXSIZE": "1000",
+    "AGGREGATE_CACHE_FASTFORWARD": "n",
+    "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+}
+
+
 class InMemoryLedger(LedgerApplication):
-    def __init__(self) -> None:
-        super().__init__(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    """The application on the in-memory store. Pass another instance's ``shared_recorder`` to
+    get a second application over the same store (like two processes on one database), and
+    ``cached=True`` for the ingestion cache settings (no re-read of cached aggregates)."""
+
+    def __init__(
+        self, shared_recorder: InMemoryLedgerRecorder | None = None, *, cached: bool = False
+    ) -> None:
+        self._shared_recorder = shared_recorder
+        env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        super().__init__(env=env | INGESTION_CACHE_ENV if cached else env)
 
     def construct_recorder(self) -> ApplicationRecorder:
-        return InMemoryLedgerRecorder()
+        return self._shared_recorder or InMemoryLedgerRecorder()

@@ -1,0 +1,197 @@
+"""The batch ingestor with the in-memory event store: routing, dedup, conflicts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from ledger_service.application import LedgerApplication
+from ledger_service.ingestion.batch import UsageIngestor
+from ledger_service.ingestion.records import DEDUCTION_FAILED, Consumed, DeadLetter
+from tests.fakes import InMemoryLedger
+
+
+class ConflictingLedger(InMemoryLedger):
+    """Every save that would apply ``cursed_event`` loses an optimistic-concurrency race."""
+
+    cursed_event = "msg-cursed"
+
+    def save_consumed(
+        self,
+        aggregates: Sequence[Aggregate],
+        *,
+        usage_keys: Sequence[tuple[str, str, str]],
+        position_name: str,
+        next_offset: int,
+    ) -> None:
+        if any(event_id == self.cursed_event for _, event_id, _ in usage_keys):
+            raise IntegrityError("simulated concurrent write")
+        super().save_consumed(
+            aggregates, usage_keys=usage_keys, position_name=position_name, next_offset=next_offset
+        )
+
+
+@pytest.fixture
+def ledger() -> Iterator[LedgerApplication]:
+    app = ConflictingLedger()
+    app.open_wallet(
+        company_id="acme",
+        currency="USD",
+        included_quota="10",
+        rate_card={"marketing": "1"},
+        actor="t",
+        idempotency_key="o",
+    )
+    app.link_sender(company_id="acme", waba_id="w1", actor="t", idempotency_key="l1")
+    app.open_wallet(
+        company_id="legacy",
+        currency="USD",
+        mode="per_sender",
+        pool_sender_id="lw1",
+        rate_card={"marketing": "2"},
+        actor="t",
+        idempotency_key="o",
+    )
+    yield app
+    app.close()
+
+
+def records(*events: dict[str, Any]) -> list[Consumed]:
+    out = []
+    for offset, data in enumerate(events):
+        body = {
+            "specversion": "1.0",
+            "id": data.pop("id", f"msg-{offset}"),
+            "source": "//t",
+            "type": "message.sent",
+            "data": {
+                "conversation_id": "c",
+                "category": "marketing",
+                "status": "delivered",
+                "units": 1,
+            }
+            | data,
+        }
+        out.append(
+            Consumed("usage", 0, offset, data["company_id"].encode(), json.dumps(body).encode())
+        )
+    return out
+
+
+def ingestor(ledger: LedgerApplication, sink: list[DeadLetter]) -> UsageIngestor:
+    return UsageIngestor(ledger, dead_letter=sink.append, retry_count_max=2)
+
+
+def test_a_conflict_that_survives_retries_is_dead_lettered_and_the_rest_applied(
+    ledger: LedgerApplication,
+) -> None:
+    dead: list[DeadLetter] = []
+    batch = records(
+        {"company_id": "acme", "waba_id": "w1"},
+        {"company_id": "acme", "waba_id": "w1", "id": "msg-cursed"},
+        {"company_id": "acme", "waba_id": "w1"},
+    )
+    outcome = ingestor(ledger, dead).apply_batch(batch)
+    assert (outcome.applied, outcome.dead_lettered) == (2, 1)
+    assert [d.code for d in dead] == [DEDUCTION_FAILED]
+    message = dead[0].message
+    assert all(
+        part in message
+        for part in ("company=acme", "sender=w1", "conversation=c", "event=//t#msg-cursed")
+    )
+    assert ledger.get_wallet("acme").included == Decimal(8)
+    assert ledger.consumer_position("kafka:usage:0") == 3
+
+
+def test_per_sender_pools_take_only_their_own_sender(ledger: LedgerApplication) -> None:
+    dead: list[DeadLetter] = []
+    outcome = ingestor(ledger, dead).apply_batch(
+        records(
+            {"company_id": "legacy", "waba_id": "lw1", "units": 3},
+            {"company_id": "legacy", "waba_id": "w1"},
+        )
+    )
+    assert outcome.applied == 1
+    assert [d.code for d in dead] == ["SENDER_NOT_LINKED"]
+    assert ledger.get_wallet("legacy", "lw1").balance == Decimal(-6)
+
+
+def test_duplicates_within_a_batch_and_across_batches_apply_once(
+    ledger: LedgerApplication,
+) -> None:
+    dead: list[DeadLetter] = []
+    ingest = ingestor(ledger, dead)
+    first = ingest.apply_batch(
+        records(
+            {"company_id": "acme", "waba_id": "w1", "id": "a"},
+            {"company_id": "acme", "waba_id": "w1", "id": "a"},
+        )
+    )
+    assert (first.applied, first.duplicates) == (1, 1)
+    again = [
+        Consumed("usage", 0, 2 + r.offset, r.key, r.value)
+        for r in records({"company_id": "acme", "waba_id": "w1", "id": "a"})
+    ]
+    assert ingest.apply_batch(again).duplicates == 1
+    assert ledger.get_wallet("acme").included == Decimal(9)
+
+
+def test_records_below_the_recorded_position_are_skipped(ledger: LedgerApplication) -> None:
+    dead: list[DeadLetter] = []
+    ingest = ingestor(ledger, dead)
+    batch = records({"company_id": "acme", "waba_id": "w1"})
+    ingest.apply_batch(batch)
+    assert ingest.apply_batch(batch).skipped == 1  # a zombie's redelivery after a rebalance
+    assert ledger.get_wallet("acme").included == Decimal(9)
+
+
+@pytest.fixture
+def cached_ingestion(ledger: LedgerApplication) -> Iterator[LedgerApplication]:
+    """A second application over the same store with the ingestion cache: it never re-reads
+    cached aggregates, so writes by ``ledger`` (the API) make its cache stale."""
+    app = InMemoryLedger(ledger.recorder, cached=True)  # type: ignore[arg-type]
+    yield app
+    app.close()
+
+
+def test_stale_cache_after_api_writes_is_detected_not_believed(
+    ledger: LedgerApplication,
+    cached_ingestion: LedgerApplication,
+) -> None:
+    dead: list[DeadLetter] = []
+    ingest = ingestor(cached_ingestion, dead)
+    ingest.apply_batch(
+        records(
+            {"company_id": "acme", "waba_id": "w1", "id": "warm"},
+            {"company_id": "acme", "waba_id": "w2", "id": "unknown"},
+        )
+    )
+    assert [d.code for d in dead] == ["UNKNOWN_SENDER"]
+    # The API links the sender and tops the quota up: the consumer's cached wallet is stale.
+    ledger.link_sender(company_id="acme", waba_id="w2", actor="t", idempotency_key="l2")
+    ledger.credit_wallet(
+        company_id="acme",
+        amount="5",
+        kind="grant",
+        bucket="included",
+        reference="r",
+        actor="t",
+        idempotency_key="g",
+    )
+    later = [
+        Consumed("usage", 0, 2 + r.offset, b"acme", r.value)
+        for r in records(
+            {"company_id": "acme", "waba_id": "w2", "id": "later"},
+            {"company_id": "acme", "waba_id": "w1", "id": "after"},
+        )
+    ]
+    assert ingest.apply_batch(later).applied == 2
+    wallet = ledger.get_wallet("acme")
+    assert wallet.included == Decimal(10 + 5 - 3)
+    assert wallet.senders == {"w1", "w2"}

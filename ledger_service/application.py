@@ -83,6 +83,8 @@ class CommandStore(Protocol):
 
     def forget_consumer_positions(self, prefix: str) -> int: ...
 
+    def select_positions(self, originator_id: UUID) -> list[tuple[int, int]]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:

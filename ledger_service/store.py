@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -160,6 +161,18 @@ class LedgerRecorder(PostgresProcessRecorder):
         return CommandRecord(
             row["scope"], row["key"], row["fingerprint"], row["result"], row["position"]
         )
+
+    def select_positions(self, originator_id: UUID) -> list[tuple[int, int]]:
+        """(version, notification id) of every event of one aggregate, in version order."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_version, notification_id FROM {}.{} "
+                    "WHERE originator_id = %s ORDER BY originator_version"
+                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
+                (originator_id,),
+            )
+            return [(row["originator_version"], row["notification_id"]) for row in curs.fetchall()]
 
     def forget_consumer_positions(self, prefix: str) -> int:
         """Drop recorded consumer positions whose name starts with ``prefix`` (the topic

@@ -84,3 +84,16 @@ def kafka_bootstrap() -> Iterator[str]:
     address, stop = start_embedded_broker(free_port())
     yield address
     stop()
+
+
+@pytest.fixture
+def fresh_database_url(admin_database_url: str) -> Iterator[str]:
+    """A database of this test's own, for tests that scan or damage the whole store."""
+    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(admin_database_url)
+    params["dbname"] = name
+    yield make_conninfo("", **params)
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

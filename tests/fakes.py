@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
@@ -55,6 +56,15 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
         if position is not None:
             self._insert_tracking(position)
         return ids
+
+    def select_positions(self, originator_id: UUID) -> list[tuple[int, int]]:
+        with self._database_lock:
+            # The in-memory notification id is the 1-based index in the stored list.
+            return [
+                (s.originator_version, i)
+                for i, s in enumerate(self._stored_events, 1)
+                if s.originator_id == originator_id
+            ]
 
     def select_command(self, scope: str, key: str) -> CommandRecord | None:
         with self._database_lock:

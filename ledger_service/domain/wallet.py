@@ -27,6 +27,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger_service.domain import accounts
+from ledger_service.domain.chain import GENESIS_HASH, entry_hash
 from ledger_service.domain.errors import (
     InsufficientFunds,
     InvalidArgument,
@@ -109,6 +110,7 @@ class Wallet(Aggregate):
         counter_account: str
         reference: str
         actor: str
+        entry_hash: str
 
     class Debited(Aggregate.Event):
         amount: Decimal
@@ -122,6 +124,7 @@ class Wallet(Aggregate):
         units: int
         unit_price: Decimal | None
         actor: str
+        entry_hash: str
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -180,6 +183,7 @@ class Wallet(Aggregate):
         self.prepaid = ZERO
         self.postpaid_used = ZERO
         self.overage_total = ZERO
+        self.entry_hash = GENESIS_HASH
 
     # -- derived figures ------------------------------------------------------------------
 
@@ -283,14 +287,22 @@ class Wallet(Aggregate):
         else:
             split = {"included": amount}
         self._credited(
-            amount=amount,
-            bucket=bucket.value,
-            split=split,
-            kind=kind.value,
-            counter_account=counter_account,
-            reference=reference,
-            actor=actor,
+            **self._chained(
+                {
+                    "amount": amount,
+                    "bucket": bucket.value,
+                    "split": split,
+                    "kind": kind.value,
+                    "counter_account": counter_account,
+                    "reference": reference,
+                    "actor": actor,
+                }
+            )
         )
+
+    def _chained(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The entry plus its link in the wallet's hash chain (tamper evidence)."""
+        return {**entry, "entry_hash": entry_hash(self.entry_hash, self.version + 1, entry)}
 
     @event(Credited)
     def _credited(
@@ -302,7 +314,9 @@ class Wallet(Aggregate):
         counter_account: str,
         reference: str,
         actor: str,
+        entry_hash: str,
     ) -> None:
+        self.entry_hash = entry_hash
         self.included += split.get("included", ZERO)
         self.prepaid += split.get("prepaid", ZERO)
         self.postpaid_used -= split.get("postpaid", ZERO)
@@ -324,17 +338,21 @@ class Wallet(Aggregate):
         amount = parse_amount(amount)
         split = self._split(amount)
         self._debited(
-            amount=amount,
-            split=split.as_dict(),
-            kind=DebitKind.USAGE.value,
-            counter_account=accounts.REVENUE_USAGE,
-            reference=usage_reference,
-            sender_id=sender_id,
-            conversation_id=conversation_id,
-            category=category,
-            units=units,
-            unit_price=unit_price,
-            actor=actor,
+            **self._chained(
+                {
+                    "amount": amount,
+                    "split": split.as_dict(),
+                    "kind": DebitKind.USAGE.value,
+                    "counter_account": accounts.REVENUE_USAGE,
+                    "reference": usage_reference,
+                    "sender_id": sender_id,
+                    "conversation_id": conversation_id,
+                    "category": category,
+                    "units": units,
+                    "unit_price": unit_price,
+                    "actor": actor,
+                }
+            )
         )
         return split
 
@@ -348,17 +366,21 @@ class Wallet(Aggregate):
             )
         split = DebitSplit(ZERO, amount, ZERO, ZERO)
         self._debited(
-            amount=amount,
-            split=split.as_dict(),
-            kind=DebitKind.TRANSFER.value,
-            counter_account=accounts.TRANSFERS_IN_TRANSIT,
-            reference=transfer_reference,
-            sender_id=None,
-            conversation_id=None,
-            category=None,
-            units=0,
-            unit_price=None,
-            actor=actor,
+            **self._chained(
+                {
+                    "amount": amount,
+                    "split": split.as_dict(),
+                    "kind": DebitKind.TRANSFER.value,
+                    "counter_account": accounts.TRANSFERS_IN_TRANSIT,
+                    "reference": transfer_reference,
+                    "sender_id": None,
+                    "conversation_id": None,
+                    "category": None,
+                    "units": 0,
+                    "unit_price": None,
+                    "actor": actor,
+                }
+            )
         )
 
     def _split(self, amount: Decimal) -> DebitSplit:
@@ -384,7 +406,9 @@ class Wallet(Aggregate):
         units: int,
         unit_price: Decimal | None,
         actor: str,
+        entry_hash: str,
     ) -> None:
+        self.entry_hash = entry_hash
         self.included -= split["included"]
         self.prepaid -= split["prepaid"]
         self.postpaid_used += split["postpaid"] + split["overage"]

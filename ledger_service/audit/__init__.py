@@ -1,0 +1,1 @@
+"""Audit tooling over the event history: verify, history, export."""

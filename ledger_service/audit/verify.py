@@ -1,0 +1,183 @@
+"""`ledger verify`: an independent check of the books, recomputed from the events alone.
+
+Checks, each reported with what and where (bounded: the first ``problems_max``):
+
+* every aggregate's versions run 1, 2, 3, ... without gaps (a deleted event shows here);
+* every wallet's money events form an unbroken hash chain (an edited amount shows here);
+* each wallet's buckets recomputed from its events equal the state the application loads
+  (snapshots included: a snapshot that disagrees with the events shows here);
+* the trial balance over all postings sums to zero;
+* every completed top-up credited its wallet exactly once; no other top-up credited at all;
+* no usage event (CloudEvents source#id) changed a balance twice;
+* (optionally) the read models agree with the recomputation - see ``compare``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from ledger_service.application import LedgerApplication
+from ledger_service.audit.events import history
+from ledger_service.domain.books import postings_of
+from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
+from ledger_service.domain.topup import TopupRequest
+from ledger_service.domain.wallet import Wallet
+
+PROBLEMS_MAX = 50
+
+
+@dataclass
+class WalletFigures:
+    company_id: str = ""
+    included: Decimal = Decimal(0)
+    prepaid: Decimal = Decimal(0)
+    postpaid_used: Decimal = Decimal(0)
+    chain: str = GENESIS_HASH
+
+    @property
+    def balance(self) -> Decimal:
+        return self.included + self.prepaid - self.postpaid_used
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    events: int = 0
+    wallets: dict[UUID, WalletFigures] = field(default_factory=dict)
+    trial_balance: dict[str, Decimal] = field(default_factory=dict)
+
+    def problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < PROBLEMS_MAX:
+            self.problems.append(text)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+
+class _Scan:
+    """One pass over the history collecting what the checks need."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.versions: dict[UUID, int] = {}
+        self.topup_status: dict[UUID, str] = {}
+        self.topup_credits: Counter[str] = Counter()
+        self.usage_refs: Counter[str] = Counter()
+
+    def add(self, position: int, event: Any) -> None:
+        self.report.events += 1
+        self._check_version(position, event)
+        if isinstance(event, (Wallet.Credited, Wallet.Debited)):
+            self._money(position, event)
+        elif type(event).__qualname__ == "Wallet.Opened":
+            self.report.wallets[event.originator_id] = WalletFigures(event.company_id)
+        elif type(event).__qualname__ == "Wallet.FailedUsageRecorded":
+            self.usage_refs[event.reference] += 1
+        elif isinstance(event, TopupRequest.Event):
+            self.topup_status[event.originator_id] = _topup_status(event, self.topup_status)
+
+    def _check_version(self, position: int, event: Any) -> None:
+        expected = self.versions.get(event.originator_id, 0) + 1
+        if event.originator_version != expected:
+            self.report.problem(
+                f"version gap: aggregate {event.originator_id} has version "
+                f"{event.originator_version} at position {position}, expected {expected}"
+            )
+        self.versions[event.originator_id] = event.originator_version
+
+    def _money(self, position: int, event: Any) -> None:
+        figures = self.report.wallets.setdefault(event.originator_id, WalletFigures())
+        fields = CREDIT_FIELDS if isinstance(event, Wallet.Credited) else DEBIT_FIELDS
+        expected = entry_hash(
+            figures.chain, event.originator_version, {name: getattr(event, name) for name in fields}
+        )
+        if expected != event.entry_hash:
+            self.report.problem(
+                f"hash chain broken: wallet of {figures.company_id} at version "
+                f"{event.originator_version} (position {position}): the entry does not match "
+                "its hash - edited, inserted or reordered"
+            )
+        figures.chain = event.entry_hash
+        split = event.split
+        sign = 1 if isinstance(event, Wallet.Credited) else -1
+        figures.included += sign * split.get("included", Decimal(0))
+        figures.prepaid += sign * split.get("prepaid", Decimal(0))
+        if isinstance(event, Wallet.Credited):
+            figures.postpaid_used -= split.get("postpaid", Decimal(0))
+            if event.kind == "topup":
+                self.topup_credits[event.reference.split(":")[1]] += 1
+        else:
+            figures.postpaid_used += split["postpaid"] + split["overage"]
+            if event.kind == "usage":
+                self.usage_refs[event.reference] += 1
+        for posting in postings_of(event):
+            totals = self.report.trial_balance
+            totals[posting.account] = totals.get(posting.account, Decimal(0)) + posting.amount
+
+
+def _topup_status(event: Any, known: dict[UUID, str]) -> str:
+    name = type(event).__name__
+    states = {
+        "Requested": "pending",
+        "Invoiced": "invoiced",
+        "Completed": "completed",
+        "Rejected": "rejected",
+        "Cancelled": "cancelled",
+    }
+    return states.get(name, known.get(event.originator_id, "pending"))
+
+
+def verify(
+    ledger: LedgerApplication,
+    compare: Callable[[Report], Iterable[str]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    report = Report()
+    scan = _Scan(report)
+    for item in history(ledger):
+        scan.add(item.position, item.event)
+        if progress is not None and report.events % 10_000 == 0:
+            progress(report.events)
+    _check_books(scan, report)
+    _check_loaded_state(ledger, report)
+    if compare is not None:
+        for problem in compare(report):
+            report.problem(problem)
+    return report
+
+
+def _check_books(scan: _Scan, report: Report) -> None:
+    total = sum(report.trial_balance.values(), Decimal(0))
+    if total != 0:
+        report.problem(f"trial balance does not sum to zero: {total}")
+    for topup_id, status in scan.topup_status.items():
+        credits = scan.topup_credits.get(str(topup_id), 0)
+        if credits != (1 if status == "completed" else 0):
+            report.problem(f"top-up {topup_id} is {status} and credited {credits} times")
+    for reference, count in scan.usage_refs.items():
+        if count > 1:
+            report.problem(f"usage {reference} was applied {count} times")
+
+
+def _check_loaded_state(ledger: LedgerApplication, report: Report) -> None:
+    for wallet_id, figures in report.wallets.items():
+        try:
+            wallet: Wallet = ledger.repository.get(wallet_id)
+        except Exception as exc:
+            report.problem(f"wallet of {figures.company_id} cannot be loaded: {exc}")
+            continue
+        loaded = (wallet.included, wallet.prepaid, wallet.postpaid_used)
+        recomputed = (figures.included, figures.prepaid, figures.postpaid_used)
+        if loaded != recomputed:
+            report.problem(
+                f"wallet of {figures.company_id}: loaded buckets {loaded} differ "
+                f"from the events' {recomputed}"
+            )

@@ -11,6 +11,7 @@ after the last committed position.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -332,3 +333,19 @@ def _topup_values(row: TopupRow) -> tuple[Any, ...]:
         row.paid_by, row.rejected_by, row.cancelled_by, row.approved_at, row.invoiced_at,
         row.paid_at, row.completed_at, row.rejected_at, row.cancelled_at,
     )  # fmt: skip
+
+
+async def follow_until_stopped(
+    projector: Projector, stop: asyncio.Event, poll_interval_s: float = 0.5
+) -> None:
+    """Run ``projector.follow`` in a thread (psycopg and the event store are synchronous) until
+    ``stop`` is set; the batch in flight commits or rolls back, never half-applies."""
+    stopping = threading.Event()
+    follower = asyncio.create_task(asyncio.to_thread(projector.follow, stopping, poll_interval_s))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.set()
+    waiter.cancel()
+    await follower
+    if not stop.is_set():
+        stop.set()

@@ -115,7 +115,9 @@ def read_models_opener(settings: Settings, database_url: str) -> ReadsOpener:
 
     async def open_reads() -> tuple[ReadModels, Callable[[], Any]]:
         pool = await asyncpg.create_pool(
-            min_size=1, max_size=settings.read_pool_size_max, **asyncpg_params(database_url)
+            min_size=settings.read_pool_size_max,
+            max_size=settings.read_pool_size_max,
+            **asyncpg_params(database_url),
         )
         return ReadModels(pool, ReadModelTables(settings.read_models_schema)), pool.close
 

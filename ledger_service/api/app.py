@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger_service import metrics
+from ledger_service.api.auth import Authenticator
 from ledger_service.api.context import RequestContextMiddleware
 from ledger_service.api.errors import install_error_handlers
 from ledger_service.api.routes import ApiState, router
@@ -41,7 +42,11 @@ def create_app(
     projection_lag_events_max: int = 100_000,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
-    state = ApiState(ledger=ledger, jwt_secret=jwt_secret, read_wait_timeout_s=read_wait_timeout_s)
+    state = ApiState(
+        ledger=ledger,
+        authenticate=Authenticator(jwt_secret),
+        read_wait_timeout_s=read_wait_timeout_s,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

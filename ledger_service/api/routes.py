@@ -20,7 +20,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ledger_service.api.auth import Principal, authenticate, require_manage, require_view
+from ledger_service.api.auth import Authenticator, Principal, require_manage, require_view
 from ledger_service.api.context import bind_company
 from ledger_service.api.errors import ERROR_RESPONSES, ApiError
 from ledger_service.application import LedgerApplication
@@ -61,7 +61,7 @@ class ApiState:
     """What the routes need; ``reads`` is set by the app's lifespan (an asyncpg pool)."""
 
     ledger: LedgerApplication
-    jwt_secret: str
+    authenticate: Authenticator
     read_wait_timeout_s: float = 2.0
     reads: ReadModels | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -85,7 +85,7 @@ async def principal(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
-    caller = authenticate(request.headers.get("authorization"), state_of(request).jwt_secret)
+    caller = state_of(request).authenticate(request.headers.get("authorization"))
     bind_company(caller.company_id)
     return caller
 

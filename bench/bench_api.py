@@ -330,7 +330,7 @@ async def read_path(port: int, url: str, company: str, args: argparse.Namespace)
             )  # fmt: skip
             print(run.line(), flush=True)
             runs.append(run)
-            if run.errors or run.pct(0.99) > BALANCE_P99_FLOOR_MS:
+            if run.errors or run.achieved < 0.98 * rate:
                 break
     finally:
         await pool.close()
@@ -368,7 +368,9 @@ def report(
     args: argparse.Namespace,
 ) -> None:
     balance = runs[0]
-    sustained = [r.rate for r in runs[3:] if not r.errors and r.pct(0.99) <= BALANCE_P99_FLOOR_MS]
+    reads = [runs[0], *runs[3:]]
+    sustained = [r.rate for r in reads if not r.errors and r.pct(0.99) <= BALANCE_P99_FLOOR_MS]
+    kept_up = [r.rate for r in reads if not r.errors and r.achieved >= 0.98 * r.rate]
     ordered = sorted(lags)
     lag_p50 = statistics.median(ordered) if ordered else float("nan")
     lag_p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
@@ -387,7 +389,11 @@ def report(
         f"{'MET' if ok_balance else 'MISSED'}; healthz p99 {runs[1].pct(0.99):.2f} ms, "
         f"asyncpg p99 {runs[2].pct(0.99):.2f} ms"
     )
-    print(f"  highest rate meeting the floor: {max(sustained, default=0):,.0f} req/s")
+    print(
+        f"  highest rate meeting the floor (p99 <= {BALANCE_P99_FLOOR_MS:.0f} ms, 0 errors): "
+        f"{max(sustained, default=0):,.0f} req/s; highest rate served in full (any p99): "
+        f"{max(kept_up, default=0):,.0f} req/s"
+    )
     print(
         f"  lag p99 {lag_p99 * 1000:.1f} ms (floor {LAG_P99_FLOOR_S * 1000:.0f} ms): "
         f"{'MET' if lag_p99 <= LAG_P99_FLOOR_S else 'MISSED'}"
@@ -398,7 +404,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--duration-s", type=float, default=30)
-    parser.add_argument("--rates", type=float, nargs="+", default=[750, 1000, 1250, 1500, 2000])
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[600, 750, 900, 1000, 1250, 1500, 2000]
+    )
     parser.add_argument("--step-duration-s", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--companies", type=int, default=100)

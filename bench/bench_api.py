@@ -347,7 +347,12 @@ async def bench(args: argparse.Namespace) -> None:
         port = free_port()
         service = start_service(url, port, Path(logs))
         try:
-            wait_ready(port)
+            try:
+                wait_ready(port)
+            except RuntimeError:
+                for log in sorted(Path(logs).iterdir()):
+                    print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+                raise
             print(f"read path, open loop, {args.connections} connections:", flush=True)
             runs = await read_path(port, url, companies[0], args)
             pool = await asyncpg.create_pool(min_size=1, max_size=2, **asyncpg_params(url))

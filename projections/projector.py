@@ -31,6 +31,7 @@ from projections.tables import PROJECTION_NAME, ReadModelTables
 log = structlog.get_logger(__name__)
 
 Connect = Callable[[], psycopg.Connection[Any]]
+SETUP_LOCK_ID = 0x6C65_6467_6572  # "ledger": one advisory lock for read-model DDL
 BeforeCommit = Callable[[int], None]
 
 
@@ -140,8 +141,13 @@ class Projector:
             self._conn = None
 
     def setup(self) -> None:
-        """Create the tables (idempotent) and this projection's position row."""
+        """Create the tables (idempotent) and this projection's position row.
+
+        Serialised by an advisory lock: ``CREATE TABLE IF NOT EXISTS`` run concurrently (an API
+        replica and a projector starting together) can fail on the catalogue's unique index.
+        """
         with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK_ID,))
             self.conn.execute(self.tables.ddl())
             self.conn.execute(
                 f"INSERT INTO {self.tables['rm_projection_positions']} (name, position) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -218,3 +219,31 @@ def test_two_projectors_on_the_same_tables_apply_each_event_once(
     make_projector(reference).catch_up(stop=head)
     with connect() as conn:
         assert set(table_differences(conn, shared, reference).values()) == {0}
+
+
+def test_projectors_and_api_replicas_may_create_the_tables_at_the_same_time(
+    pg_ledger: LedgerApplication, connect: Callable[[], psycopg.Connection[Any]]
+) -> None:
+    schema = fresh_schema()
+    count = 8
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def set_up() -> None:
+        projector = Projector(
+            connect, pg_ledger.recorder, pg_ledger.mapper, tables=ReadModelTables(schema)
+        )
+        try:
+            barrier.wait()
+            projector.setup()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            projector.close()
+
+    threads = [threading.Thread(target=set_up) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

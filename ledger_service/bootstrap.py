@@ -12,13 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+import psycopg
+from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
 
+from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
 from ledger_service.application import LedgerApplication
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer
+from projections.projector import Projector
+from projections.queries import ReadModels
+from projections.tables import ReadModelTables
 
 
 @dataclass
@@ -149,3 +156,63 @@ def build_consumer(container: Container, **options: Any) -> tuple[UsageConsumer,
         **options,
     )
     return consumer, ledger
+
+
+# -- read side ------------------------------------------------------------------------------
+
+
+def build_projector(container: Container, **overrides: Any) -> Projector:
+    """The read-model projection on the container's database (its tables created)."""
+    settings, url = container.settings, container.database_url
+    projector = Projector(
+        lambda: psycopg.connect(url),
+        container.ledger.recorder,  # type: ignore[arg-type]
+        container.ledger.mapper,
+        tables=ReadModelTables(settings.read_models_schema),
+        batch_size_max=settings.projection_batch_size_max,
+        **overrides,
+    )
+    projector.setup()
+    return projector
+
+
+def read_models_opener(settings: Settings, database_url: str) -> ReadsOpener:
+    """Opens the API's asyncpg pool when called (inside the serving event loop)."""
+
+    async def open_reads() -> tuple[ReadModels, Callable[[], Any]]:
+        pool = await asyncpg.create_pool(
+            min_size=settings.read_pool_size_max,
+            max_size=settings.read_pool_size_max,
+            **asyncpg_params(database_url),
+        )
+        return ReadModels(pool, ReadModelTables(settings.read_models_schema)), pool.close
+
+    return open_reads
+
+
+def asyncpg_params(database_url: str) -> dict[str, Any]:
+    """asyncpg's connection arguments for a URL or key=value conninfo (TCP or Unix socket)."""
+    params = conninfo_to_dict(database_url)
+    return {
+        "host": params.get("host") or "127.0.0.1",
+        "port": int(params.get("port") or 5432),
+        "user": params.get("user") or "postgres",
+        "password": params.get("password") or None,
+        "database": params.get("dbname") or "postgres",
+    }
+
+
+def build_api(
+    container: Container, readiness_checks: dict[str, ReadinessCheck] | None = None
+) -> FastAPI:
+    """The HTTP API; the read-model tables are created first so reads never race DDL."""
+    settings = container.settings
+    build_projector(container).close()
+    return create_app(
+        container.ledger,
+        jwt_secret=settings.jwt_secret,
+        open_reads=read_models_opener(settings, container.database_url),
+        read_wait_timeout_s=settings.read_wait_timeout_ms / 1000,
+        projection_lag_events_max=settings.readyz_projection_lag_events_max,
+        readiness_checks=readiness_checks,
+    )

@@ -14,14 +14,23 @@ from datetime import datetime
 import structlog
 import typer
 
-from ledger_service.api.app import create_app
-from ledger_service.bootstrap import Container, bootstrap, build_consumer
+from ledger_service.api.app import ReadinessCheck
+from ledger_service.api.auth import mint_token
+from ledger_service.bootstrap import (
+    Container,
+    bootstrap,
+    build_api,
+    build_consumer,
+    build_projector,
+)
 from ledger_service.config import Settings
+from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.ingestion.dlq import replay_dead_letters
 from ledger_service.ingestion.sample import SampleShape, publish, sample_events, setup_wallets
 from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.logs import configure_logging
 from ledger_service.runner import StopSignal, Worker, run_until_signalled, serve_http
+from projections.projector import follow_until_stopped
 
 log = structlog.get_logger(__name__)
 cli = typer.Typer(help="Event-sourced prepaid-wallet ledger.", no_args_is_help=True)
@@ -37,41 +46,95 @@ def _settings() -> Settings:
 
 @cli.command()
 def run() -> None:
-    """Start the whole service (HTTP API and usage consumer) on its configured, or embedded,
-    PostgreSQL and Kafka."""
-    _run_parts(http=True, consume=True)
+    """Start the whole service - HTTP API, usage consumer and read-model projections - on its
+    configured (or embedded) PostgreSQL and Kafka."""
+    _run_parts(http=True, consume=True, projections=True)
 
 
 @cli.command()
 def serve() -> None:
     """Serve the HTTP API only, until Ctrl-C / SIGTERM."""
-    _run_parts(http=True, consume=False)
+    _run_parts(http=True)
 
 
 @cli.command()
 def consume() -> None:
     """Run the usage-event consumer only, until Ctrl-C / SIGTERM."""
-    _run_parts(http=False, consume=True)
+    _run_parts(consume=True)
 
 
-def _run_parts(*, http: bool, consume: bool) -> None:
+@cli.command()
+def project(
+    once: bool = typer.Option(False, "--once", help="catch up with the event store and exit"),
+) -> None:
+    """Build the read models from the event store and keep following it (exactly once)."""
+    if once:
+        settings = _settings()
+        container = bootstrap(settings)
+        try:
+            projector = build_projector(container)
+            typer.echo(f"projected up to position {projector.catch_up()}")
+            projector.close()
+        finally:
+            container.close()
+        return
+    _run_parts(projections=True)
+
+
+@cli.command()
+def token(
+    company: str = typer.Option(None, "--company", help="company_id claim (tenants)"),
+    scopes: str = typer.Option("billing.view", "--scopes", help="comma/space-separated"),
+    subject: str = typer.Option("dev", "--sub", help="sub claim: who is calling"),
+    ttl_s: int = typer.Option(None, "--ttl-s", help="lifetime; default LEDGER_JWT_TTL_S"),
+) -> None:
+    """Mint a bearer token (HS256, signed with LEDGER_JWT_SECRET) for development."""
+    settings = Settings()
+    scope_list = [s for s in scopes.replace(",", " ").split() if s]
+    typer.echo(
+        mint_token(
+            settings.jwt_secret,
+            subject=subject,
+            company_id=company,
+            scopes=scope_list,
+            ttl_s=ttl_s or settings.jwt_ttl_s,
+        )
+    )
+
+
+def _run_parts(*, http: bool = False, consume: bool = False, projections: bool = False) -> None:
     settings = _settings()
     container = bootstrap(settings, with_broker=consume)
     workers: dict[str, Worker] = {}
     try:
+        checks: dict[str, ReadinessCheck] = {}
         if consume:
-            workers["consumer"] = functools.partial(_consume, container)
+            consumer, _ = build_consumer(container)
+            workers["consumer"] = functools.partial(_consume, container, consumer)
+            checks["ingestion"] = functools.partial(_consumer_ready, consumer)
         if http:
-            app = create_app(container.ledger)
+            app = build_api(container, readiness_checks=checks)
             workers["http"] = functools.partial(
                 serve_http, app, settings.http_host, settings.http_port
             )
-        asyncio.run(run_until_signalled(workers))
+        if projections:
+            workers["projections"] = functools.partial(
+                follow_until_stopped,
+                build_projector(container),
+                poll_interval_s=settings.projection_poll_interval_ms / 1000,
+            )
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            runner.run(run_until_signalled(workers))
     finally:
         container.close()
 
 
-async def _consume(container: Container, stop: StopSignal) -> None:
+async def _consumer_ready(consumer: UsageConsumer) -> None:
+    if not consumer.ready:
+        raise RuntimeError("the usage consumer cannot reach the broker or the event store")
+
+
+async def _consume(container: Container, consumer: UsageConsumer, stop: StopSignal) -> None:
     settings = container.settings
     assert container.kafka_bootstrap is not None
     if settings.create_topics:
@@ -82,7 +145,6 @@ async def _consume(container: Container, stop: StopSignal) -> None:
                 settings.dlq_topic: settings.topic_partitions,
             },
         )
-    consumer, _ = build_consumer(container)
     if settings.kafka_bootstrap is None:
         # The embedded broker keeps nothing across restarts: its topics start empty, so the
         # positions recorded against their previous life mean nothing now.
@@ -274,6 +336,15 @@ def audit_export(
         write_rows(rows, sys.stdout, fmt)
     finally:
         container.close()
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: less CPU per request on the read path (see bench-api)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    return uvloop.new_event_loop
 
 
 def main() -> None:

@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     aggregate_cache_size_max: int = Field(default=10_000, ge=0)
     command_retry_count_max: int = Field(default=8, ge=0, le=100)
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    # -- read side (projections and the HTTP API) ------------------------------------------
+    read_models_schema: str = Field(
+        default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema of rm_* tables"
+    )
+    projection_batch_size_max: int = Field(default=2000, ge=1, le=100_000)
+    projection_poll_interval_ms: int = Field(default=500, ge=10, le=60_000)
+    read_pool_size_max: int = Field(default=10, ge=1, le=200)
+    read_wait_timeout_ms: int = Field(
+        default=2000, ge=0, le=30_000, description="how long a read waits for min_position"
+    )
+    readyz_projection_lag_events_max: int = Field(default=100_000, ge=0)
+    jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 86400, description="ledger token")
 
     # -- Kafka ingestion ------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(

@@ -8,18 +8,22 @@ in a temporary directory and deleted afterwards.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ledger_service.api.auth import mint_token
 from ledger_service.application import LedgerApplication
-from ledger_service.bootstrap import build_ledger
+from ledger_service.bootstrap import Container, bootstrap, build_api, build_ledger, build_projector
 from ledger_service.config import Settings
 from ledger_service.embedded import embedded_postgres_server
+from projections.projector import Projector
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +101,71 @@ def fresh_database_url(admin_database_url: str) -> Iterator[str]:
     yield make_conninfo("", **params)
     with psycopg.connect(admin_database_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- read side: the HTTP API on a real PostgreSQL with a live projection --------------------
+
+
+@pytest.fixture
+def api_settings(database_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        db_pool_size=4,
+        db_pool_overflow_max=30,
+        read_wait_timeout_ms=3000,
+    )
+
+
+@pytest.fixture
+def api_container(api_settings: Settings, pg_ledger: LedgerApplication) -> Container:
+    # The ledger fixture owns (and closes) the application; nothing else here holds resources.
+    return bootstrap(api_settings, database_url=api_settings.database_url, ledger=pg_ledger)
+
+
+@pytest.fixture
+def live_projection(api_container: Container) -> Iterator[Projector]:
+    """The read-model projection following the event store in a thread, as `ledger run` does."""
+    projector = build_projector(api_container)
+    stopping = threading.Event()
+    follower = threading.Thread(target=projector.follow, args=(stopping, 0.05), daemon=True)
+    follower.start()
+    yield projector
+    stopping.set()
+    follower.join(timeout=10)
+
+
+@pytest.fixture
+async def api(
+    api_container: Container, live_projection: Projector
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_api(api_container)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as c,
+    ):
+        yield c
+
+
+@pytest.fixture
+def tokens(api_settings: Settings) -> Tokens:
+    return Tokens(api_settings.jwt_secret)
+
+
+class Tokens:
+    """Authorization headers for the roles of the authorization matrix."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def _header(self, company: str | None, scopes: list[str], subject: str) -> dict[str, str]:
+        token = mint_token(
+            self.secret, subject=subject, company_id=company, scopes=scopes, ttl_s=600
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    def tenant(self, company: str) -> dict[str, str]:
+        return self._header(company, ["billing.view"], f"user@{company}")
+
+    def operator(self) -> dict[str, str]:
+        return self._header(None, ["billing.manage"], "operator@platform")

@@ -70,7 +70,8 @@ def check_serves_and_stops(env: dict[str, str]) -> str:
     process = start(env, port)
     try:
         ready = wait_ready(process, port)
-        assert ready.json()["checks"] == {"event_store": "ok"}
+        assert ready.json()["checks"]["event_store"] == "ok"
+        assert ready.json()["checks"]["projections"] == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
     finally:
         stderr = stop(process)

@@ -1,0 +1,164 @@
+"""The one place where errors become HTTP responses.
+
+Every error leaves as ``{"error": {"code", "message", "request_id"}}``. Domain errors keep their
+``LedgerError.code``; statuses: 400 malformed requests, 401 missing/invalid credentials, 403 a
+missing scope, 404 unknown (or another tenant's) resources, 409 invalid transitions and
+conflicts, 422 values that parse but are not acceptable, 503 a read that could not be served
+fresh enough. Anything unexpected is a 500 with the request id to quote, and is logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger_service.api.context import current_request_id
+from ledger_service.domain.errors import (
+    ConcurrencyConflict,
+    CurrencyMismatch,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidArgument,
+    InvalidTransition,
+    LedgerError,
+    NotFound,
+    PriceMismatch,
+    SenderAlreadyLinked,
+    SenderNotLinked,
+    UnknownCategory,
+    WalletAlreadyExists,
+)
+from schemas.api import INVALID_AMOUNT, ErrorBody
+
+log = structlog.get_logger(__name__)
+
+_STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
+    (NotFound, 404),
+    (InvalidAmount, 422),
+    (InvalidArgument, 422),
+    (CurrencyMismatch, 422),
+    (UnknownCategory, 422),
+    (PriceMismatch, 422),
+    (InvalidTransition, 409),
+    (InsufficientFunds, 409),
+    (WalletAlreadyExists, 409),
+    (SenderAlreadyLinked, 409),
+    (SenderNotLinked, 409),
+    (IdempotencyConflict, 409),
+    (ConcurrencyConflict, 409),
+)
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    503: "UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """An error the API raises itself (auth, idempotency header, freshness)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def status_of(error: LedgerError) -> int:
+    for kind, status in _STATUS_OF:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "request_id": current_request_id()}}
+    if status >= 500:
+        log.error("http_error", status=status, code=code, message=message)
+    elif status not in (404,):
+        log.info("http_rejected", status=status, code=code, message=message)
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _validation_code(errors: list[Any]) -> tuple[int, str]:
+    types = {e.get("type") for e in errors}
+    if "json_invalid" in types:
+        return 400, "MALFORMED_JSON"
+    if INVALID_AMOUNT in types:
+        return 422, "INVALID_AMOUNT"
+    return 422, "VALIDATION_ERROR"
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
+    return "; ".join(parts)
+
+
+async def _on_ledger_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LedgerError)
+    return error_response(status_of(exc), exc.code, exc.message)
+
+
+async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    status, code = _validation_code(errors)
+    return error_response(status, code, _describe(errors))
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers)
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", error=repr(exc))
+    return error_response(500, "INTERNAL_ERROR", "unexpected error; quote the request id")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LedgerError, _on_ledger_error)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "malformed request or missing Idempotency-Key"),
+        (401, "missing, invalid or expired bearer token"),
+        (403, "the token lacks the scope"),
+        (404, "unknown resource, or another company's"),
+        (409, "invalid transition or conflict"),
+        (422, "invalid value (e.g. INVALID_AMOUNT)"),
+    )
+}

@@ -1,0 +1,357 @@
+"""The read-model projection: follows the event store's notification log, exactly once.
+
+Each batch is read from the notification log (positions = notification ids, strictly
+increasing; the event store's table lock makes commit order equal id order, so following by id
+never skips an event), applied in memory (``BatchBuilder``) and written in ONE transaction
+together with the projection's position. The transaction first locks the position row and checks
+it is still where this projector left it, so a crash at any point - or a second projector on the
+same tables - can neither lose a batch nor apply one twice: on restart the projector continues
+after the last committed position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import psycopg
+import structlog
+from eventsourcing.persistence import Notification
+
+from ledger_service import metrics
+from projections.builder import PROJECTED_TOPIC_PREFIXES, BatchBuilder, TopupRow, WalletRow
+from projections.builder import needs_loading as _needs_loading
+from projections.tables import PROJECTION_NAME, ReadModelTables
+
+log = structlog.get_logger(__name__)
+
+Connect = Callable[[], psycopg.Connection[Any]]
+SETUP_LOCK_ID = 0x6C65_6467_6572  # "ledger": one advisory lock for read-model DDL
+BeforeCommit = Callable[[int], None]
+
+
+class NotificationSource(Protocol):
+    """The event store's notification log (the library's application recorder)."""
+
+    channel_name: str
+
+    def select_notifications(
+        self, start: int | None, limit: int, stop: int | None = None
+    ) -> Sequence[Notification]: ...
+
+    def max_notification_id(self) -> int | None: ...
+
+
+class EventMapper(Protocol):
+    def to_domain_event(self, stored_event: Notification) -> Any: ...
+
+
+_WALLET_COLUMNS = (
+    "wallet_id, company_id, pool_sender_id, currency, mode, included, prepaid, postpaid_used, "
+    "postpaid_limit, included_quota, overage_total, senders, rate_card, opened_at, updated_at, "
+    "position"
+)
+_TOPUP_COLUMNS = (
+    "topup_id, company_id, wallet_id, amount, currency, note, status, requested_by, "
+    "requested_at, updated_at, created_position, position, invoice_number, payment_reference, "
+    "reason, approved_by, paid_by, rejected_by, cancelled_by, approved_at, invoiced_at, paid_at, "
+    "completed_at, rejected_at, cancelled_at"
+)
+_ENTRY_COLUMNS = (
+    "position, wallet_id, company_id, direction, kind, amount, included, prepaid, postpaid, "
+    "overage, balance_before, balance_after, counter_account, reference, sender_id, "
+    "conversation_id, category, units, unit_price, actor, occurred_at"
+)
+
+
+def _upsert(table: str, columns: str, key: str, casts: dict[str, str] | None = None) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    casts = casts or {}
+    values = ", ".join(f"%s{casts.get(n, '')}" for n in names)
+    updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n != key)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({values}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+class Projector:
+    """Builds every read model of ``tables`` from the notification log."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        source: NotificationSource,
+        mapper: EventMapper,
+        *,
+        tables: ReadModelTables | None = None,
+        batch_size_max: int = 1000,
+        name: str = PROJECTION_NAME,
+        before_commit: BeforeCommit | None = None,
+    ) -> None:
+        self.connect = connect
+        self.source = source
+        self.mapper = mapper
+        self.tables = tables or ReadModelTables()
+        self.batch_size_max = batch_size_max
+        self.name = name
+        self.before_commit = before_commit
+        self._conn: psycopg.Connection[Any] | None = None
+        self._position: int | None = None
+        t = self.tables
+        self._sql_wallet_upsert = _upsert(
+            t["rm_wallet_balances"], _WALLET_COLUMNS + ", balance, available", "wallet_id",
+            {"rate_card": "::jsonb"},
+        )  # fmt: skip
+        self._sql_topup_upsert = _upsert(t["rm_topups"], _TOPUP_COLUMNS, "topup_id")
+        self._sql_usage_upsert = (
+            f"INSERT INTO {t['rm_usage_daily']} (company_id, sender_id, category, day, "
+            "billable_count, failed_count, units, failed_units, amount) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (company_id, sender_id, category, day) DO UPDATE SET "
+            f"billable_count = {t['rm_usage_daily']}.billable_count + EXCLUDED.billable_count, "
+            f"failed_count = {t['rm_usage_daily']}.failed_count + EXCLUDED.failed_count, "
+            f"units = {t['rm_usage_daily']}.units + EXCLUDED.units, "
+            f"failed_units = {t['rm_usage_daily']}.failed_units + EXCLUDED.failed_units, "
+            f"amount = {t['rm_usage_daily']}.amount + EXCLUDED.amount"
+        )
+        self._sql_account_upsert = (
+            f"INSERT INTO {t['rm_account_totals']} (account, total, position) "
+            "VALUES (%s, %s, %s) ON CONFLICT (account) DO UPDATE SET "
+            f"total = {t['rm_account_totals']}.total + EXCLUDED.total, "
+            "position = EXCLUDED.position"
+        )
+
+    # -- connection and position ----------------------------------------------------------
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def setup(self) -> None:
+        """Create the tables (idempotent) and this projection's position row.
+
+        Serialised by an advisory lock: ``CREATE TABLE IF NOT EXISTS`` run concurrently (an API
+        replica and a projector starting together) can fail on the catalogue's unique index.
+        """
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK_ID,))
+            self.conn.execute(self.tables.ddl())
+            self.conn.execute(
+                f"INSERT INTO {self.tables['rm_projection_positions']} (name, position) "
+                "VALUES (%s, 0) ON CONFLICT (name) DO NOTHING",
+                (self.name,),
+            )
+
+    def position(self) -> int:
+        row = self.conn.execute(
+            f"SELECT position FROM {self.tables['rm_projection_positions']} WHERE name = %s",
+            (self.name,),
+        ).fetchone()
+        self.conn.commit()
+        return int(row[0]) if row else 0
+
+    # -- projecting -----------------------------------------------------------------------
+
+    def project_batch(self, stop: int | None = None) -> int:
+        """Project the next batch (up to ``stop`` inclusive); the number of notifications."""
+        if self._position is None:
+            self._position = self.position()
+        start = self._position + 1
+        if stop is not None and start > stop:
+            return 0
+        notifications = self.source.select_notifications(start, self.batch_size_max, stop)
+        if not notifications:
+            return 0
+        started = time.perf_counter()
+        events = [
+            (n.id, self.mapper.to_domain_event(n))
+            for n in notifications
+            if n.topic.startswith(PROJECTED_TOPIC_PREFIXES)
+        ]
+        last = notifications[-1].id
+        if not self._commit_batch(events, last):
+            return self.project_batch(stop)
+        self._observe(len(notifications), last, events, started)
+        return len(notifications)
+
+    def catch_up(self, stop: int | None = None) -> int:
+        """Project until the log is exhausted (or ``stop`` is reached); the position."""
+        while self.project_batch(stop):
+            pass
+        return self._position or 0
+
+    def _commit_batch(self, events: list[tuple[int, Any]], last: int) -> bool:
+        """Write one batch and the new position atomically; False if the position moved."""
+        positions = self.tables["rm_projection_positions"]
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT position FROM {positions} WHERE name = %s FOR UPDATE", (self.name,)
+                )
+                row = cur.fetchone()
+                committed = int(row[0]) if row else 0
+                if committed != self._position:
+                    raise _PositionMoved(committed)
+                builder = self._load(cur, events)
+                for position, event in events:
+                    builder.apply(position, event)
+                self._write(cur, builder)
+                cur.execute(
+                    f"UPDATE {positions} SET position = %s, updated_at = now() WHERE name = %s",
+                    (last, self.name),
+                )
+                if self.before_commit is not None:
+                    self.before_commit(last)
+        except _PositionMoved as moved:
+            log.warning("projection_position_moved", name=self.name, position=moved.position)
+            self._position = moved.position
+            return False
+        self._position = last
+        return True
+
+    def _load(self, cur: psycopg.Cursor[Any], events: list[tuple[int, Any]]) -> BatchBuilder:
+        wallet_ids: set[UUID] = set()
+        topup_ids: set[UUID] = set()
+        for _, event in events:
+            load = _needs_loading(event)
+            if load is not None:
+                (wallet_ids if load[0] == "wallet" else topup_ids).add(load[1])
+        wallets: dict[UUID, WalletRow] = {}
+        topups: dict[UUID, TopupRow] = {}
+        if wallet_ids:
+            columns = _WALLET_COLUMNS.replace("rate_card", "rate_card::text")
+            cur.execute(
+                f"SELECT {columns} FROM {self.tables['rm_wallet_balances']} "
+                "WHERE wallet_id = ANY(%s)",
+                (list(wallet_ids),),
+            )
+            wallets = {row[0]: WalletRow(*row) for row in cur.fetchall()}
+        if topup_ids:
+            cur.execute(
+                f"SELECT {_TOPUP_COLUMNS} FROM {self.tables['rm_topups']} WHERE topup_id = ANY(%s)",
+                (list(topup_ids),),
+            )
+            topups = {row[0]: TopupRow(*row) for row in cur.fetchall()}
+        return BatchBuilder(wallets=wallets, topups=topups)
+
+    def _write(self, cur: psycopg.Cursor[Any], batch: BatchBuilder) -> None:
+        if batch.entries:
+            with cur.copy(
+                f"COPY {self.tables['rm_ledger_entries']} ({_ENTRY_COLUMNS}) FROM STDIN"
+            ) as copy:
+                for entry in batch.entries:
+                    copy.write_row(entry)
+        if batch.touched_wallets:
+            cur.executemany(
+                self._sql_wallet_upsert,
+                [_wallet_values(batch.wallets[w]) for w in sorted(batch.touched_wallets)],
+            )
+        if batch.touched_topups:
+            cur.executemany(
+                self._sql_topup_upsert,
+                [_topup_values(batch.topups[t]) for t in sorted(batch.touched_topups)],
+            )
+        if batch.usage:
+            cur.executemany(
+                self._sql_usage_upsert, [(*key, *counts) for key, counts in batch.usage.items()]
+            )
+        if batch.accounts:
+            cur.executemany(
+                self._sql_account_upsert,
+                [(account, total, pos) for account, (total, pos) in batch.accounts.items()],
+            )
+
+    def _observe(
+        self, count: int, last: int, events: list[tuple[int, Any]], started: float
+    ) -> None:
+        metrics.PROJECTION_EVENTS.inc(count)
+        metrics.PROJECTION_POSITION.set(last)
+        metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
+        if events:
+            written_at = events[-1][1].timestamp
+            lag = (datetime.now(UTC) - written_at).total_seconds()
+            metrics.PROJECTION_LAG_SECONDS.observe(max(lag, 0.0))
+
+    # -- following ------------------------------------------------------------------------
+
+    def follow(self, stopping: threading.Event, poll_interval_s: float = 0.5) -> None:
+        """Project new events until ``stopping`` is set. Woken by the event store's NOTIFY on
+        every insert; polls every ``poll_interval_s`` anyway (a NOTIFY can be missed while
+        reconnecting)."""
+        listener: psycopg.Connection[Any] | None = None
+        while not stopping.is_set():
+            try:
+                if listener is None or listener.closed:
+                    listener = self._listen()
+                self.catch_up()
+                if not stopping.is_set():
+                    for _ in listener.notifies(timeout=poll_interval_s, stop_after=1):
+                        pass
+            except psycopg.OperationalError as exc:
+                log.warning("projection_database_error", error=str(exc))
+                self.close()
+                listener = None
+                stopping.wait(min(poll_interval_s * 4, 5.0))
+        if listener is not None:
+            listener.close()
+        self.close()
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        listener = self.connect()
+        listener.autocommit = True
+        listener.execute(f'LISTEN "{self.source.channel_name}"')
+        return listener
+
+
+class _PositionMoved(Exception):
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+def _wallet_values(row: WalletRow) -> tuple[Any, ...]:
+    return (
+        row.wallet_id, row.company_id, row.pool_sender_id, row.currency, row.mode, row.included,
+        row.prepaid, row.postpaid_used, row.postpaid_limit, row.included_quota,
+        row.overage_total, row.senders, row.rate_card, row.opened_at, row.updated_at,
+        row.position, row.balance, row.available,
+    )  # fmt: skip
+
+
+def _topup_values(row: TopupRow) -> tuple[Any, ...]:
+    return (
+        row.topup_id, row.company_id, row.wallet_id, row.amount, row.currency, row.note,
+        row.status, row.requested_by, row.requested_at, row.updated_at, row.created_position,
+        row.position, row.invoice_number, row.payment_reference, row.reason, row.approved_by,
+        row.paid_by, row.rejected_by, row.cancelled_by, row.approved_at, row.invoiced_at,
+        row.paid_at, row.completed_at, row.rejected_at, row.cancelled_at,
+    )  # fmt: skip
+
+
+async def follow_until_stopped(
+    projector: Projector, stop: asyncio.Event, poll_interval_s: float = 0.5
+) -> None:
+    """Run ``projector.follow`` in a thread (psycopg and the event store are synchronous) until
+    ``stop`` is set; the batch in flight commits or rolls back, never half-applies."""
+    stopping = threading.Event()
+    follower = asyncio.create_task(asyncio.to_thread(projector.follow, stopping, poll_interval_s))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.set()
+    waiter.cancel()
+    await follower
+    if not stop.is_set():
+        stop.set()

@@ -1,0 +1,169 @@
+"""Queries of the read models, for the HTTP API (asyncpg; the caller owns the pool).
+
+Every query names its tables through ``ReadModelTables`` so the API reads whichever schema the
+live projection writes. Pagination is by event-store position (newest first): stable under
+concurrent inserts, and a cursor is simply the last position seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+
+from projections.tables import PROJECTION_NAME, ReadModelTables
+
+GroupBy = Literal["sender", "category", "day"]
+_GROUP_COLUMNS: dict[str, str] = {"sender": "sender_id", "category": "category", "day": "day::text"}
+POSITION_POLL_INTERVAL_S = 0.01
+
+
+class ReadModels:
+    def __init__(self, pool: asyncpg.Pool, tables: ReadModelTables | None = None) -> None:
+        self.pool = pool
+        self.t = tables or ReadModelTables()
+        t = self.t
+        self._sql_wallet = (
+            "SELECT wallet_id, company_id, pool_sender_id, currency, mode, included, prepaid, "
+            "postpaid_used, postpaid_limit, included_quota, overage_total, balance, available, "
+            f"senders, updated_at, position FROM {t['rm_wallet_balances']} "
+            "WHERE company_id = $1 AND pool_sender_id IS NOT DISTINCT FROM $2"
+        )
+        self._sql_position = f"SELECT position FROM {t['rm_projection_positions']} WHERE name = $1"
+
+    async def position(self) -> int:
+        value = await self.pool.fetchval(self._sql_position, PROJECTION_NAME)
+        return int(value or 0)
+
+    async def wait_for(self, min_position: int, timeout_s: float) -> bool:
+        """Wait (bounded) until the projection has committed ``min_position``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if await self.position() >= min_position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POSITION_POLL_INTERVAL_S)
+
+    async def wallet(self, company_id: str, pool_sender_id: str | None = None) -> Any:
+        return await self.pool.fetchrow(self._sql_wallet, company_id, pool_sender_id)
+
+    async def wallet_exists(self, company_id: str) -> bool:
+        row = await self.pool.fetchval(
+            f"SELECT 1 FROM {self.t['rm_wallet_balances']} WHERE company_id = $1 LIMIT 1",
+            company_id,
+        )
+        return row is not None
+
+    async def entries(
+        self,
+        company_id: str,
+        *,
+        kind: str | None,
+        sender: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        before_position: int | None,
+        limit: int,
+    ) -> list[Any]:
+        return list(
+            await self.pool.fetch(
+                f"SELECT * FROM {self.t['rm_ledger_entries']} WHERE company_id = $1 "
+                "AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR sender_id = $3) "
+                "AND ($4::timestamptz IS NULL OR occurred_at >= $4) "
+                "AND ($5::timestamptz IS NULL OR occurred_at < $5) "
+                "AND ($6::bigint IS NULL OR position < $6) "
+                "ORDER BY position DESC LIMIT $7",
+                company_id,
+                kind,
+                sender,
+                since,
+                until,
+                before_position,
+                limit,
+            )
+        )
+
+    async def usage(
+        self,
+        company_id: str,
+        *,
+        group_by: GroupBy,
+        sender: str | None,
+        since: date | None,
+        until: date | None,
+    ) -> list[Any]:
+        column = _GROUP_COLUMNS[group_by]
+        return list(
+            await self.pool.fetch(
+                f"SELECT {column} AS key, sum(billable_count)::bigint AS billable_count, "
+                "sum(failed_count)::bigint AS failed_count, sum(units)::bigint AS units, "
+                "sum(failed_units)::bigint AS failed_units, sum(amount) AS amount "
+                f"FROM {self.t['rm_usage_daily']} WHERE company_id = $1 "
+                "AND ($2::text IS NULL OR sender_id = $2) "
+                "AND ($3::date IS NULL OR day >= $3) AND ($4::date IS NULL OR day <= $4) "
+                f"GROUP BY {column} ORDER BY {column}",
+                company_id,
+                sender,
+                since,
+                until,
+            )
+        )
+
+    async def topups(
+        self,
+        *,
+        company_id: str | None,
+        status: str | None,
+        before_position: int | None,
+        limit: int,
+    ) -> list[Any]:
+        return list(
+            await self.pool.fetch(
+                f"SELECT * FROM {self.t['rm_topups']} "
+                "WHERE ($1::text IS NULL OR company_id = $1) "
+                "AND ($2::text IS NULL OR status = $2) "
+                "AND ($3::bigint IS NULL OR created_position < $3) "
+                "ORDER BY created_position DESC LIMIT $4",
+                company_id,
+                status,
+                before_position,
+                limit,
+            )
+        )
+
+    async def topup(self, topup_id: UUID) -> Any:
+        return await self.pool.fetchrow(
+            f"SELECT * FROM {self.t['rm_topups']} WHERE topup_id = $1", topup_id
+        )
+
+    async def admin_stats(self) -> dict[str, Any]:
+        """Figures from one snapshot, so they agree with each other and with ``position``."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            position = await conn.fetchval(self._sql_position, PROJECTION_NAME)
+            circulation = await conn.fetch(
+                "SELECT currency, count(*) AS wallets, sum(included) AS included, "
+                "sum(prepaid) AS prepaid, sum(postpaid_used) AS postpaid_used, "
+                f"sum(balance) AS balance FROM {self.t['rm_wallet_balances']} "
+                "GROUP BY currency ORDER BY currency"
+            )
+            topups = await conn.fetch(
+                "SELECT status, count(*) AS count, sum(amount) AS amount "
+                f"FROM {self.t['rm_topups']} GROUP BY status ORDER BY status"
+            )
+            usage = await conn.fetchrow(
+                "SELECT coalesce(sum(billable_count), 0)::bigint AS billable_count, "
+                "coalesce(sum(failed_count), 0)::bigint AS failed_count, "
+                "coalesce(sum(units), 0)::bigint AS units, coalesce(sum(amount), 0) AS amount "
+                f"FROM {self.t['rm_usage_daily']}"
+            )
+        return {
+            "position": int(position or 0),
+            "circulation": circulation,
+            "topups": topups,
+            "usage": usage,
+        }

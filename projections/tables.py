@@ -1,0 +1,150 @@
+"""Read-model tables, in a Postgres schema chosen by the caller.
+
+Every table name is qualified with ``ReadModelTables.schema``, so a rebuild can project the whole
+event history into a fresh schema and swap it in atomically (``ledger replay``, later). Rows hold
+only what follows from the events (timestamps are the events' own), so a rebuild is equal to what
+the live projection built, row for row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_SCHEMA = "public"
+PROJECTION_NAME = "read_models"
+_SCHEMA_TEXT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+WALLETS = "rm_wallet_balances"
+ENTRIES = "rm_ledger_entries"
+USAGE = "rm_usage_daily"
+TOPUPS = "rm_topups"
+ACCOUNTS = "rm_account_totals"
+POSITIONS = "rm_projection_positions"
+ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, POSITIONS)
+"""Every read-model table; the positions table is last (it says how far the others are)."""
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.rm_wallet_balances (
+    wallet_id uuid PRIMARY KEY,
+    company_id text NOT NULL,
+    pool_sender_id text,
+    currency text NOT NULL,
+    mode text NOT NULL,
+    included numeric NOT NULL,
+    prepaid numeric NOT NULL,
+    postpaid_used numeric NOT NULL,
+    postpaid_limit numeric NOT NULL,
+    included_quota numeric NOT NULL,
+    overage_total numeric NOT NULL,
+    balance numeric NOT NULL,
+    available numeric NOT NULL,
+    senders text[] NOT NULL,
+    rate_card jsonb NOT NULL,
+    opened_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_wallet_balances_company ON {s}.rm_wallet_balances (company_id);
+CREATE TABLE IF NOT EXISTS {s}.rm_ledger_entries (
+    position bigint PRIMARY KEY,
+    wallet_id uuid NOT NULL,
+    company_id text NOT NULL,
+    direction text NOT NULL,
+    kind text NOT NULL,
+    amount numeric NOT NULL,
+    included numeric NOT NULL,
+    prepaid numeric NOT NULL,
+    postpaid numeric NOT NULL,
+    overage numeric NOT NULL,
+    balance_before numeric NOT NULL,
+    balance_after numeric NOT NULL,
+    counter_account text NOT NULL,
+    reference text NOT NULL,
+    sender_id text,
+    conversation_id text,
+    category text,
+    units integer NOT NULL,
+    unit_price numeric,
+    actor text NOT NULL,
+    occurred_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_ledger_entries_company
+    ON {s}.rm_ledger_entries (company_id, position DESC);
+CREATE TABLE IF NOT EXISTS {s}.rm_usage_daily (
+    company_id text NOT NULL,
+    sender_id text NOT NULL,
+    category text NOT NULL,
+    day date NOT NULL,
+    billable_count bigint NOT NULL,
+    failed_count bigint NOT NULL,
+    units bigint NOT NULL,
+    failed_units bigint NOT NULL,
+    amount numeric NOT NULL,
+    PRIMARY KEY (company_id, sender_id, category, day)
+);
+CREATE TABLE IF NOT EXISTS {s}.rm_topups (
+    topup_id uuid PRIMARY KEY,
+    company_id text NOT NULL,
+    wallet_id uuid NOT NULL,
+    amount numeric NOT NULL,
+    currency text NOT NULL,
+    note text NOT NULL,
+    status text NOT NULL,
+    invoice_number text,
+    payment_reference text,
+    reason text,
+    requested_by text NOT NULL,
+    approved_by text,
+    paid_by text,
+    rejected_by text,
+    cancelled_by text,
+    requested_at timestamptz NOT NULL,
+    approved_at timestamptz,
+    invoiced_at timestamptz,
+    paid_at timestamptz,
+    completed_at timestamptz,
+    rejected_at timestamptz,
+    cancelled_at timestamptz,
+    updated_at timestamptz NOT NULL,
+    created_position bigint NOT NULL,
+    position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_topups_company ON {s}.rm_topups (company_id, created_position DESC);
+CREATE INDEX IF NOT EXISTS rm_topups_status ON {s}.rm_topups (status, created_position DESC);
+CREATE TABLE IF NOT EXISTS {s}.rm_account_totals (
+    account text PRIMARY KEY,
+    total numeric NOT NULL,
+    position bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.rm_projection_positions (
+    name text PRIMARY KEY,
+    position bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def check_schema(schema: str) -> str:
+    """Schema names are interpolated into SQL, so only plain lower-case identifiers pass."""
+    if not _SCHEMA_TEXT.fullmatch(schema):
+        raise ValueError(f"read-model schema must be a plain lower-case identifier, got {schema!r}")
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class ReadModelTables:
+    schema: str = DEFAULT_SCHEMA
+
+    def __post_init__(self) -> None:
+        check_schema(self.schema)
+
+    def __getitem__(self, table: str) -> str:
+        """The schema-qualified name of ``table`` (one of ``ALL_TABLES``)."""
+        if table not in ALL_TABLES:
+            raise KeyError(table)
+        return f'"{self.schema}".{table}'
+
+    def ddl(self) -> str:
+        return _DDL.format(s=f'"{self.schema}"')

@@ -1,0 +1,265 @@
+"""Request and response models of the HTTP API (``/v1``), the API's external contract.
+
+Money travels as decimal strings in both directions. A JSON number where money is expected is
+refused with ``INVALID_AMOUNT``: by the time a float reaches us it may already have lost cents.
+Unknown fields are refused, so a typo never silently drops part of a request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from ledger_service.domain.errors import InvalidAmount
+from ledger_service.domain.money import format_amount, parse_amount
+
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+AMOUNT_PATTERN = r"^-?(0|[1-9][0-9]{0,12})(\.[0-9]{1,7})?$"
+INVALID_AMOUNT = "invalid_amount"
+"""Pydantic error type of a money field; the API maps it to the code ``INVALID_AMOUNT``."""
+
+
+def _money_text(value: object) -> str:
+    if not isinstance(value, str):
+        kind = "number" if isinstance(value, int | float) else type(value).__name__
+        raise PydanticCustomError(
+            INVALID_AMOUNT,
+            'money must be a decimal string such as "12.50", not a JSON {kind}: '
+            "numbers cannot carry money exactly",
+            {"kind": kind},
+        )
+    try:
+        return format_amount(parse_amount(value))
+    except InvalidAmount as exc:
+        raise PydanticCustomError(INVALID_AMOUNT, exc.message) from None
+
+
+Money = Annotated[
+    str,
+    BeforeValidator(_money_text),
+    Field(
+        json_schema_extra={"pattern": AMOUNT_PATTERN, "examples": ["12.50"]},
+        description="decimal string, at most 7 fractional digits",
+    ),
+]
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Text = Annotated[str, StringConstraints(max_length=500)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["INVALID_TRANSITION"])
+    message: str
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# -- wallets --------------------------------------------------------------------------------
+
+
+class Buckets(BaseModel):
+    included: str
+    prepaid: str
+    postpaid_used: str
+
+
+class WalletOut(BaseModel):
+    company_id: str
+    wallet_id: UUID
+    pool_sender_id: str | None
+    currency: str
+    mode: str
+    balance: str
+    available: str
+    postpaid_limit: str
+    included_quota: str
+    overage_total: str
+    buckets: Buckets
+    senders: list[str]
+    updated_at: datetime
+    position: int = Field(description="event-store position of the last event applied")
+
+
+class OpenWalletIn(Request):
+    company_id: Key
+    currency: Currency
+    mode: Literal["shared", "per_sender"] = "shared"
+    pool_sender_id: Key | None = None
+    postpaid_limit: Money = "0"
+    included_quota: Money = "0"
+    rate_card: dict[Key, Money] = Field(default_factory=dict)
+
+
+class WalletWriteOut(BaseModel):
+    company_id: str
+    wallet_id: UUID | None = None
+    position: int | None = Field(description="read-your-writes: pass as min_position")
+
+
+class ConfigureWalletIn(Request):
+    postpaid_limit: Money | None = None
+    included_quota: Money | None = None
+    rate_card: dict[Key, Money] | None = None
+
+
+class SenderIn(Request):
+    waba_id: Key
+
+
+class SenderWriteOut(BaseModel):
+    company_id: str
+    waba_id: str
+    position: int | None
+
+
+# -- ledger entries and usage ---------------------------------------------------------------
+
+
+class EntryOut(BaseModel):
+    position: int
+    wallet_id: UUID
+    direction: Literal["credit", "debit"]
+    kind: str
+    amount: str = Field(description="signed: negative for debits")
+    split: dict[str, str] = Field(description="how the amount moved each bucket")
+    balance_before: str
+    balance_after: str
+    counter_account: str
+    reference: str
+    sender_id: str | None
+    conversation_id: str | None
+    category: str | None
+    units: int
+    unit_price: str | None
+    actor: str
+    occurred_at: datetime
+
+
+class EntriesPage(BaseModel):
+    items: list[EntryOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next (older) page")
+
+
+class UsageRow(BaseModel):
+    key: str = Field(description="the sender, category or day (YYYY-MM-DD) of this row")
+    billable_count: int
+    failed_count: int
+    units: int
+    failed_units: int
+    amount: str
+
+
+class UsageOut(BaseModel):
+    company_id: str
+    group_by: Literal["sender", "category", "day"]
+    items: list[UsageRow]
+
+
+# -- top-ups --------------------------------------------------------------------------------
+
+
+class TopupRequestIn(Request):
+    company_id: Key
+    amount: Money
+    currency: Currency
+    note: Text = ""
+
+
+class RejectIn(Request):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class MarkPaidIn(Request):
+    payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class TopupOut(BaseModel):
+    id: UUID
+    company_id: str
+    status: Literal["pending", "invoiced", "completed", "rejected", "cancelled"]
+    amount: str | None = None
+    currency: str | None = None
+    note: str | None = None
+    invoice_number: str | None = None
+    payment_reference: str | None = None
+    reason: str | None = None
+    requested_by: str | None = None
+    approved_by: str | None = None
+    paid_by: str | None = None
+    rejected_by: str | None = None
+    requested_at: datetime | None = None
+    approved_at: datetime | None = None
+    completed_at: datetime | None = None
+    rejected_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    updated_at: datetime | None = None
+    position: int | None = Field(
+        default=None, description="writes: the event-store position (read-your-writes)"
+    )
+
+
+class TopupsPage(BaseModel):
+    items: list[TopupOut]
+    next_cursor: str | None
+
+
+# -- transfers and admin --------------------------------------------------------------------
+
+
+class TransferIn(Request):
+    from_company_id: Key
+    to_company_id: Key
+    amount: Money
+    commission_rate: Money = "0"
+    note: Text = ""
+
+
+class TransferOut(BaseModel):
+    transfer_id: UUID
+    from_company_id: str
+    to_company_id: str
+    amount: str
+    commission: str
+    net_amount: str
+    position: int | None
+
+
+class CirculationOut(BaseModel):
+    wallets: int
+    included: str
+    prepaid: str
+    postpaid_used: str
+    balance: str
+
+
+class TopupStatusOut(BaseModel):
+    count: int
+    amount: str
+
+
+class UsageTotalsOut(BaseModel):
+    billable_count: int
+    failed_count: int
+    units: int
+    amount: str
+
+
+class AdminStatsOut(BaseModel):
+    position: int = Field(description="projection position the figures are consistent with")
+    money_in_circulation: dict[str, CirculationOut] = Field(description="per currency")
+    topups_by_status: dict[str, TopupStatusOut]
+    usage: UsageTotalsOut

@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
+import psycopg
 import structlog
 import typer
 
 from ledger_service.api.app import ReadinessCheck
 from ledger_service.api.auth import mint_token
+from ledger_service.audit.verify import ReadModelSnapshot
 from ledger_service.bootstrap import (
     Container,
     bootstrap,
@@ -238,15 +240,18 @@ def positions_forget(
 
 @cli.command()
 def verify() -> None:
-    """Recompute the books from the events and check them; exit 1 naming every fault found."""
+    """Recompute the books from the events, check them and compare the read models with them;
+    exit 1 naming every fault found."""
     from ledger_service.audit.verify import verify as run_verify
 
-    container = bootstrap(_settings())
+    settings = _settings()
+    container = bootstrap(settings)
     try:
+        snapshot = _read_models_or_none(container.database_url, settings.read_models_schema)
         total = container.ledger.recorder.max_notification_id() or 0
         started = time.monotonic()
-        with _progress(total) as advance:
-            report = run_verify(container.ledger, progress=advance)
+        with _progress(total, "verify") as advance:
+            report = run_verify(container.ledger, read_models=snapshot, progress=advance)
     finally:
         container.close()
     elapsed = max(time.monotonic() - started, 1e-9)
@@ -254,10 +259,13 @@ def verify() -> None:
         f"checked {report.events} events of {len(report.wallets)} wallets in "
         f"{elapsed:.1f}s ({report.events / elapsed:,.0f} events/s)"
     )
+    if snapshot is None:
+        typer.echo("read models: none yet (run `ledger project`); not compared")
     if report.ok:
         typer.echo(
             "OK: hash chains intact, versions gapless, trial balance zero, top-ups "
             "credited once, no usage applied twice"
+            + (", read models agree" if snapshot is not None else "")
         )
         return
     for problem in report.problems:
@@ -267,11 +275,22 @@ def verify() -> None:
     raise typer.Exit(1)
 
 
+def _read_models_or_none(database_url: str, schema: str) -> ReadModelSnapshot | None:
+    from ledger_service.audit.verify import read_model_snapshot
+
+    with psycopg.connect(database_url) as conn:
+        try:
+            return read_model_snapshot(conn, schema)
+        except psycopg.errors.UndefinedTable:
+            return None
+
+
 @contextlib.contextmanager
-def _progress(total: int) -> Iterator[Callable[[int], None]]:
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar with events/s and ETA on a terminal; silent otherwise."""
     from rich.progress import (
         BarColumn,
+        MofNCompleteColumn,
         Progress,
         TaskProgressColumn,
         TextColumn,
@@ -279,16 +298,58 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
     )
 
     with Progress(
-        TextColumn("verify"),
+        TextColumn(label),
         BarColumn(),
+        MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.completed} events"),
+        TextColumn("{task.fields[rate]} events/s"),
         TimeRemainingColumn(),
         disable=not sys.stderr.isatty(),
-        console=None,
     ) as progress:
-        task = progress.add_task("verify", total=total or None)
-        yield lambda done: progress.update(task, completed=done)
+        task = progress.add_task(label, total=total or None, rate="-")
+        started = time.monotonic()
+
+        def advance(done: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=done, rate=f"{rate:,.0f}")
+
+        yield advance
+
+
+@cli.command()
+def replay(
+    projection: str | None = typer.Option(None, help="the projection to rebuild: read_models"),
+    all_: bool = typer.Option(False, "--all", help="rebuild every projection"),
+    to_position: int | None = typer.Option(None, min=1, help="stop at this event position"),
+) -> None:
+    """Rebuild the read models from the event store into fresh tables and swap them in
+    atomically; the live API keeps serving the old tables until the swap."""
+    from ledger_service.audit.replay import replay as run_replay
+    from projections.tables import PROJECTION_NAME
+
+    if all_ == (projection is not None):
+        raise typer.BadParameter("give --projection NAME or --all")
+    if projection is not None and projection != PROJECTION_NAME:
+        raise typer.BadParameter(f"unknown projection {projection!r}; known: {PROJECTION_NAME}")
+    settings = _settings()
+    container = bootstrap(settings)
+    try:
+        url = container.database_url
+        total = to_position or container.ledger.recorder.max_notification_id() or 0
+        with _progress(total, "replay") as advance:
+            result = run_replay(
+                container.ledger,
+                lambda: psycopg.connect(url),
+                live_schema=settings.read_models_schema,
+                to_position=to_position,
+                progress=advance,
+            )
+    finally:
+        container.close()
+    typer.echo(
+        f"replayed {result.events} events up to position {result.position} in "
+        f"{result.seconds:.1f}s ({result.events_per_s:,.0f} events/s); swapped in"
+    )
 
 
 @cli.command()

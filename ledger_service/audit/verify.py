@@ -9,14 +9,16 @@ Checks, each reported with what and where (bounded: the first ``problems_max``):
 * the trial balance over all postings sums to zero;
 * every completed top-up credited its wallet exactly once; no other top-up credited at all;
 * no usage event (CloudEvents source#id) changed a balance twice;
-* (optionally) the read models agree with the recomputation - see ``compare``.
+* (optionally) the read models agree with the recomputation: wallet buckets and account
+  totals, compared at the read models' own position (a consistent snapshot), so a projection
+  that is merely behind is not reported; a row edited by hand is.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -75,6 +77,9 @@ class _Scan:
     def add(self, position: int, event: Any) -> None:
         self.report.events += 1
         self._check_version(position, event)
+        totals = self.report.trial_balance
+        for posting in postings_of(event):
+            totals[posting.account] = totals.get(posting.account, Decimal(0)) + posting.amount
         if isinstance(event, (Wallet.Credited, Wallet.Debited)):
             self._money(position, event)
         elif type(event).__qualname__ == "Wallet.Opened":
@@ -118,9 +123,6 @@ class _Scan:
             figures.postpaid_used += split["postpaid"] + split["overage"]
             if event.kind == "usage":
                 self.usage_refs[event.reference] += 1
-        for posting in postings_of(event):
-            totals = self.report.trial_balance
-            totals[posting.account] = totals.get(posting.account, Decimal(0)) + posting.amount
 
 
 def _topup_status(event: Any, known: dict[UUID, str]) -> str:
@@ -135,23 +137,65 @@ def _topup_status(event: Any, known: dict[UUID, str]) -> str:
     return states.get(name, known.get(event.originator_id, "pending"))
 
 
+@dataclass(frozen=True)
+class ReadModelSnapshot:
+    """The read models as one consistent snapshot: position, wallet buckets, account totals."""
+
+    position: int
+    wallets: dict[UUID, tuple[str, Decimal, Decimal, Decimal]]
+    accounts: dict[str, Decimal]
+
+
 def verify(
     ledger: LedgerApplication,
-    compare: Callable[[Report], Iterable[str]] | None = None,
+    read_models: ReadModelSnapshot | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
     report = Report()
     scan = _Scan(report)
+    frozen: tuple[dict[UUID, WalletFigures], dict[str, Decimal]] | None = None
     for item in history(ledger):
+        if read_models is not None and frozen is None and item.position > read_models.position:
+            frozen = _freeze(report)
         scan.add(item.position, item.event)
         if progress is not None and report.events % 10_000 == 0:
             progress(report.events)
     _check_books(scan, report)
     _check_loaded_state(ledger, report)
-    if compare is not None:
-        for problem in compare(report):
+    if read_models is not None:
+        wallets, accounts = frozen or _freeze(report)
+        for problem in _compare(read_models, wallets, accounts):
             report.problem(problem)
     return report
+
+
+def _freeze(report: Report) -> tuple[dict[UUID, WalletFigures], dict[str, Decimal]]:
+    return ({k: replace(v) for k, v in report.wallets.items()}, dict(report.trial_balance))
+
+
+def _compare(
+    snapshot: ReadModelSnapshot, wallets: dict[UUID, WalletFigures], accounts: dict[str, Decimal]
+) -> Iterable[str]:
+    where = f"(read models at position {snapshot.position})"
+    for wallet_id, figures in wallets.items():
+        row = snapshot.wallets.get(wallet_id)
+        events = (figures.included, figures.prepaid, figures.postpaid_used)
+        if row is None:
+            yield f"read model has no balance row for the wallet of {figures.company_id} {where}"
+        elif row[1:] != events:
+            yield (
+                f"read model balance of {figures.company_id} is included/prepaid/"
+                f"postpaid_used {tuple(map(str, row[1:]))}, the events say "
+                f"{tuple(map(str, events))} {where}"
+            )
+    for wallet_id in snapshot.wallets.keys() - wallets.keys():
+        yield f"read model has a balance row for an unknown wallet {wallet_id} {where}"
+    for account in accounts.keys() | snapshot.accounts.keys():
+        ours, theirs = accounts.get(account, Decimal(0)), snapshot.accounts.get(account, Decimal(0))
+        if ours != theirs:
+            yield (
+                f"read model total of account {account} is {theirs}, the events say {ours} {where}"
+            )
 
 
 def _check_books(scan: _Scan, report: Report) -> None:
@@ -181,3 +225,28 @@ def _check_loaded_state(ledger: LedgerApplication, report: Report) -> None:
                 f"wallet of {figures.company_id}: loaded buckets {loaded} differ "
                 f"from the events' {recomputed}"
             )
+
+
+def read_model_snapshot(conn: Any, schema: str) -> ReadModelSnapshot:
+    """Read position, balances and totals in one REPEATABLE READ transaction (psycopg)."""
+    from projections.tables import PROJECTION_NAME, ReadModelTables
+
+    tables = ReadModelTables(schema)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        row = conn.execute(
+            f"SELECT position FROM {tables['rm_projection_positions']} WHERE name = %s",
+            (PROJECTION_NAME,),
+        ).fetchone()
+        wallets = {
+            r[0]: (r[1], r[2], r[3], r[4])
+            for r in conn.execute(
+                f"SELECT wallet_id, company_id, included, prepaid, postpaid_used "
+                f"FROM {tables['rm_wallet_balances']}"
+            )
+        }
+        accounts = {
+            r[0]: r[1]
+            for r in conn.execute(f"SELECT account, total FROM {tables['rm_account_totals']}")
+        }
+    return ReadModelSnapshot(int(row[0]) if row else 0, wallets, accounts)

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration install bench-core bench-ingest bench-api clean
+.PHONY: run test lint unit integration install bench-core bench-ingest bench-api bench-replay clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-core: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.bench_ingest
+
+bench-replay: $(STAMP)
+	$(BIN)/python -m bench.bench_replay
 
 # Read-path latency (500 req/s for 30 s, then rising) next to /healthz and a bare asyncpg
 # SELECT, and event-to-read-model lag at 2,000 events/s. Takes about three minutes.

@@ -44,7 +44,8 @@ def replay(
     *,
     live_schema: str,
     to_position: int | None = None,
-    batch_size_max: int = 5000,
+    # Large batches: per-key upserts (wallets, usage days, accounts) are paid once per batch.
+    batch_size_max: int = 20_000,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     build = ReadModelTables(f"rm_replay_{uuid.uuid4().hex[:10]}")

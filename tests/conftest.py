@@ -7,6 +7,7 @@ in a temporary directory and deleted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -40,17 +41,26 @@ def admin_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def database_url(admin_database_url: str) -> Iterator[str]:
-    """A database created for this test run and dropped after it."""
+@contextlib.contextmanager
+def temporary_database(admin_database_url: str) -> Iterator[str]:
+    """A freshly created database's URL; the database is dropped on exit."""
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_database_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     params = conninfo_to_dict(admin_database_url)
     params["dbname"] = name
-    yield make_conninfo("", **params)
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_conninfo("", **params)
+    finally:
+        with psycopg.connect(admin_database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> Iterator[str]:
+    """A database created for this test run and dropped after it."""
+    with temporary_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture
@@ -93,14 +103,8 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def fresh_database_url(admin_database_url: str) -> Iterator[str]:
     """A database of this test's own, for tests that scan or damage the whole store."""
-    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(admin_database_url)
-    params["dbname"] = name
-    yield make_conninfo("", **params)
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database(admin_database_url) as url:
+        yield url
 
 
 # -- read side: the HTTP API on a real PostgreSQL with a live projection --------------------

@@ -48,12 +48,14 @@ from ledger_service.domain.errors import (
 )
 from ledger_service.domain.ids import check_key, sender_registration_id, wallet_id
 from ledger_service.domain.money import format_amount, parse_amount, parse_currency
+from ledger_service.domain.policies import LOW_BALANCE_PERCENT_DEFAULT, check_cycle_anchor
 from ledger_service.domain.registry import InvoiceNumberClaim, SenderRegistration
 from ledger_service.domain.topup import TopupRequest, check_text
 from ledger_service.domain.transfer import Transfer, check_commission_rate, commission_of
 from ledger_service.domain.wallet import CreditBucket, CreditKind, PoolMode, Wallet
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 200
+AUTO_TOPUP_ACTOR = "auto-topup"
 E = TypeVar("E", PoolMode, CreditKind, CreditBucket)
 CommandResult = dict[str, Any]
 
@@ -396,17 +398,32 @@ class LedgerApplication(Application[UUID]):
         postpaid_limit: object | None = None,
         included_quota: object | None = None,
         rate_card: Mapping[str, object] | None = None,
+        alerts: Mapping[str, Any] | None = None,
+        auto_topup: Mapping[str, Any] | None = None,
+        spending_caps: Mapping[str, Mapping[str, Any]] | None = None,
+        cycle: Mapping[str, Any] | None = None,
         actor: str,
         idempotency_key: str,
     ) -> CommandResult:
-        """Change the postpaid limit, included quota and/or rate card (each one an event)."""
-        if postpaid_limit is None and included_quota is None and rate_card is None:
+        """Change limits, quota, rate card and policies; each change is an event.
+
+        ``alerts``: ``low_balance_threshold`` (absolute, or null for the percentage),
+        ``low_balance_percent``, ``burn_limit_24h``; ``auto_topup``: ``enabled``,
+        ``trigger_balance``, ``amount``, ``auto_approve``; ``spending_caps``: category ->
+        ``units`` and/or ``amount`` per day; ``cycle``: ``anchor_day``, ``anchor_time``,
+        ``time_zone``. A section replaces that whole policy; omitted keys take defaults."""
+        changes = (postpaid_limit, included_quota, rate_card, alerts, auto_topup, spending_caps)
+        if all(change is None for change in changes) and cycle is None:
             raise InvalidArgument("nothing to change")
         request = {
             "pool_sender_id": pool_sender_id,
             "postpaid_limit": None if postpaid_limit is None else str(postpaid_limit),
             "included_quota": None if included_quota is None else str(included_quota),
             "rate_card": None if rate_card is None else {k: str(v) for k, v in rate_card.items()},
+            "alerts": _plain(alerts),
+            "auto_topup": _plain(auto_topup),
+            "spending_caps": _plain(spending_caps),
+            "cycle": _plain(cycle),
         }
 
         def decide() -> Decision:
@@ -421,6 +438,14 @@ class LedgerApplication(Application[UUID]):
                 )
             if rate_card is not None:
                 wallet.change_rate_card(cast(dict[str, Decimal], dict(rate_card)), actor=actor)
+            configure_policies(
+                wallet,
+                alerts=alerts,
+                auto_topup=auto_topup,
+                spending_caps=spending_caps,
+                cycle=cycle,
+                actor=actor,
+            )
             return Decision([wallet], {"company_id": company_id})
 
         return self.execute(
@@ -616,6 +641,56 @@ class LedgerApplication(Application[UUID]):
             decide=decide,
         )
 
+    # -- cycles and auto top-up ---------------------------------------------------------
+
+    def start_due_cycles(self, wallet_ids: Iterable[UUID], *, now: datetime, actor: str) -> int:
+        """Start the due billing cycles of ``wallet_ids``; how many cycles were started.
+
+        Each wallet is saved on its own: a crash part-way leaves the rest for the next run. A
+        concurrent run (or a usage batch) makes the save fail on the wallet's version; the loser
+        re-reads and finds nothing left to do, so a boundary is started exactly once.
+        """
+        started = 0
+        for id_ in wallet_ids:
+            for attempt in range(self.retry_count_max + 1):
+                wallet = cast(Wallet, self.repository.get(id_))
+                count = wallet.start_due_cycles(now, actor=actor)
+                if not count:
+                    break
+                try:
+                    self.save(wallet)
+                except IntegrityError:
+                    self._evict([wallet])
+                    time.sleep(random.uniform(0, self.retry_backoff_base_s * 2**attempt))
+                    continue
+                started += count
+                break
+        return started
+
+    def request_auto_topup(
+        self, *, wallet_id: UUID, trigger_version: int, auto_approve: bool, amount: Decimal
+    ) -> CommandResult:
+        """The top-up request of one ``AutoTopupTriggered`` event, exactly once: its
+        idempotency keys are derived from the triggering event."""
+        wallet = cast(Wallet, self.repository.get(wallet_id))
+        key = f"auto-topup:{wallet_id}:{trigger_version}"
+        result = self.request_topup(
+            company_id=wallet.company_id,
+            amount=format_amount(amount),
+            currency=wallet.currency,
+            note=f"auto top-up (wallet version {trigger_version})",
+            pool_sender_id=wallet.pool_sender_id,
+            actor=AUTO_TOPUP_ACTOR,
+            idempotency_key=key,
+        )
+        if auto_approve:
+            result = self.approve_topup(
+                topup_id=UUID(result["topup_id"]),
+                actor=AUTO_TOPUP_ACTOR,
+                idempotency_key=f"{key}:approve",
+            )
+        return result
+
     # -- usage ----------------------------------------------------------------------------
 
     def wallet_for_sender(self, waba_id: str, company_id: str) -> Wallet:
@@ -806,6 +881,73 @@ def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool)
         unit_price=unit_price,
         actor="ingestion",
     )
+
+
+def configure_policies(
+    wallet: Wallet,
+    *,
+    alerts: Mapping[str, Any] | None,
+    auto_topup: Mapping[str, Any] | None,
+    spending_caps: Mapping[str, Mapping[str, Any]] | None,
+    cycle: Mapping[str, Any] | None,
+    actor: str,
+) -> None:
+    """Apply the policy sections of a configure request to ``wallet`` (each one an event)."""
+    if alerts is not None:
+        _check_fields(alerts, {"low_balance_threshold", "low_balance_percent", "burn_limit_24h"})
+        wallet.configure_alerts(
+            low_balance_threshold=_optional_amount(alerts.get("low_balance_threshold")),
+            low_balance_percent=parse_amount(
+                alerts.get("low_balance_percent", LOW_BALANCE_PERCENT_DEFAULT),
+                field="low_balance_percent",
+            ),
+            burn_limit_24h=_optional_amount(alerts.get("burn_limit_24h")),
+            actor=actor,
+        )
+    if auto_topup is not None:
+        _check_fields(auto_topup, {"enabled", "trigger_balance", "amount", "auto_approve"})
+        wallet.configure_auto_topup(
+            enabled=_flag(auto_topup.get("enabled", True), "enabled"),
+            trigger_balance=parse_amount(
+                auto_topup.get("trigger_balance", "0"), field="trigger_balance", allow_negative=True
+            ),
+            amount=parse_amount(auto_topup.get("amount", "0"), field="amount"),
+            auto_approve=_flag(auto_topup.get("auto_approve", False), "auto_approve"),
+            actor=actor,
+        )
+    if spending_caps is not None:
+        wallet.change_spending_caps({k: dict(v) for k, v in spending_caps.items()}, actor=actor)
+    if cycle is not None:
+        _check_fields(cycle, {"anchor_day", "anchor_time", "time_zone"})
+        wallet.change_cycle_anchor(
+            check_cycle_anchor(
+                cycle.get("anchor_day", 1),
+                cycle.get("anchor_time", "00:00"),
+                cycle.get("time_zone", "UTC"),
+            ),
+            actor=actor,
+        )
+
+
+def _check_fields(section: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = set(section) - allowed
+    if unknown:
+        raise InvalidArgument(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _optional_amount(value: object) -> Decimal | None:
+    return None if value is None else parse_amount(value)
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _plain(section: Mapping[str, Any] | None) -> object:
+    """A request section as JSON-able data for the idempotency fingerprint."""
+    return None if section is None else json.loads(json.dumps(section, default=str))
 
 
 def topup_result(topup: TopupRequest) -> CommandResult:

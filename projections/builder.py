@@ -18,6 +18,13 @@ from typing import Any
 from uuid import UUID
 
 from ledger_service.domain.books import postings_of
+from ledger_service.domain.money import format_amount
+from ledger_service.domain.policies import (
+    BALANCE_ALERTS,
+    BALANCE_RECOVERED,
+    LOW_BALANCE_PERCENT_DEFAULT,
+    CycleAnchor,
+)
 
 ZERO = Decimal(0)
 
@@ -47,6 +54,13 @@ class WalletRow:
     opened_at: datetime
     updated_at: datetime
     position: int
+    policies: str
+    """JSON: alerts, auto_topup, spending_caps and cycle settings (see ``default_policies``)."""
+    cycle_start: datetime | None
+    next_cycle_at: datetime | None
+    alerts_active: list[str]
+    blocked: str
+    """JSON: category -> the day its spending cap was reached."""
 
     @property
     def balance(self) -> Decimal:
@@ -86,6 +100,7 @@ class TopupRow:
     cancelled_at: datetime | None = None
 
 
+AlertRow = tuple[int, UUID, str, str, str, datetime]
 UsageKey = tuple[str, str, str, date]
 EntryRow = tuple[Any, ...]
 
@@ -97,6 +112,7 @@ class BatchBuilder:
     wallets: dict[UUID, WalletRow]
     topups: dict[UUID, TopupRow]
     entries: list[EntryRow] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
     usage: dict[UsageKey, list[Any]] = field(default_factory=dict)
     accounts: dict[str, list[Any]] = field(default_factory=dict)
     touched_wallets: set[UUID] = field(default_factory=set)
@@ -141,6 +157,12 @@ class BatchBuilder:
             opened_at=event.timestamp,
             updated_at=event.timestamp,
             position=position,
+            # As Wallet.__init__: the first cycle is the default anchor's, at the opening time.
+            policies=json.dumps(default_policies(), sort_keys=True),
+            cycle_start=CycleAnchor().cycle_start_at(event.timestamp),
+            next_cycle_at=CycleAnchor().next_boundary(event.timestamp),
+            alerts_active=[],
+            blocked="{}",
         )
         self.touched_wallets.add(event.originator_id)
 
@@ -212,6 +234,104 @@ class BatchBuilder:
             counts = self.usage[key] = [0, 0, 0, 0, ZERO]
         return counts
 
+    # -- policies and alerts --------------------------------------------------------------
+
+    def _set_policy(self, position: int, event: Any, section: str, value: Any) -> WalletRow:
+        row = self._wallet(position, event)
+        policies = json.loads(row.policies)
+        policies[section] = value
+        row.policies = json.dumps(policies, sort_keys=True)
+        return row
+
+    def _alert_settings_changed(self, position: int, event: Any) -> None:
+        self._set_policy(
+            position,
+            event,
+            "alerts",
+            {
+                "low_balance_threshold": _amount(event.low_balance_threshold),
+                "low_balance_percent": format_amount(event.low_balance_percent),
+                "burn_limit_24h": _amount(event.burn_limit_24h),
+            },
+        )
+
+    def _auto_topup_changed(self, position: int, event: Any) -> None:
+        self._set_policy(
+            position,
+            event,
+            "auto_topup",
+            {
+                "enabled": event.enabled,
+                "trigger_balance": format_amount(event.trigger_balance),
+                "amount": format_amount(event.amount),
+                "auto_approve": event.auto_approve,
+            },
+        )
+
+    def _spending_caps_changed(self, position: int, event: Any) -> None:
+        caps = {
+            category: {"units": cap["units"], "amount": _amount(cap["amount"])}
+            for category, cap in event.caps.items()
+        }
+        self._set_policy(position, event, "spending_caps", caps)
+
+    def _cycle_anchor_changed(self, position: int, event: Any) -> None:
+        anchor = event.anchor
+        row = self._set_policy(
+            position,
+            event,
+            "cycle",
+            {
+                "anchor_day": anchor["day"],
+                "anchor_time": anchor["at"],
+                "time_zone": anchor["time_zone"],
+            },
+        )
+        row.next_cycle_at = event.next_cycle_at
+
+    def _cycle_started(self, position: int, event: Any) -> None:
+        row = self._wallet(position, event)
+        row.cycle_start, row.next_cycle_at = event.cycle_start, event.next_cycle_at
+
+    def _alert_raised(self, position: int, event: Any) -> None:
+        row = self._wallet(position, event)
+        detail: dict[str, Any] = {
+            "balance": format_amount(event.balance),
+            "available": format_amount(event.available),
+            "threshold": _amount(event.threshold),
+            "measured": _amount(event.measured),
+        }
+        if event.category is not None:
+            blocked = json.loads(row.blocked)
+            blocked[event.category] = event.day
+            row.blocked = json.dumps(blocked, sort_keys=True)
+            detail.update(category=event.category, day=event.day)
+        else:
+            row.alerts_active = sorted({*row.alerts_active, event.alert})
+        self._alert(position, row, event.alert, detail, event.timestamp)
+
+    def _triggers_rearmed(self, position: int, event: Any) -> None:
+        row = self._wallet(position, event)
+        row.alerts_active = [a for a in row.alerts_active if a not in event.triggers]
+        recovered = sorted(t for t in event.triggers if t in BALANCE_ALERTS)
+        if recovered:
+            detail = {
+                "balance": format_amount(event.balance),
+                "available": format_amount(event.available),
+                "recovered": recovered,
+            }
+            self._alert(position, row, BALANCE_RECOVERED, detail, event.timestamp)
+
+    def _touch(self, position: int, event: Any) -> None:
+        self._wallet(position, event)
+
+    def _alert(
+        self, position: int, row: WalletRow, alert: str, detail: dict[str, Any], at: datetime
+    ) -> None:
+        self.alerts.append(
+            (position, row.wallet_id, row.company_id, alert, json.dumps(detail, sort_keys=True), at)
+        )
+
     # -- top-ups --------------------------------------------------------------------------
 
     def _topup(self, position: int, event: Any) -> TopupRow:
@@ -267,6 +387,34 @@ class BatchBuilder:
         row.status, row.completed_at = "completed", event.timestamp
 
 
+def default_policies() -> dict[str, Any]:
+    """A wallet's policies before any were configured (as ``Wallet.__init__`` sets them)."""
+    anchor = CycleAnchor()
+    return {
+        "alerts": {
+            "low_balance_threshold": None,
+            "low_balance_percent": format_amount(LOW_BALANCE_PERCENT_DEFAULT),
+            "burn_limit_24h": None,
+        },
+        "auto_topup": {
+            "enabled": False,
+            "trigger_balance": "0",
+            "amount": "0",
+            "auto_approve": False,
+        },
+        "spending_caps": {},
+        "cycle": {
+            "anchor_day": anchor.day,
+            "anchor_time": anchor.at,
+            "time_zone": anchor.time_zone,
+        },
+    }
+
+
+def _amount(value: Decimal | None) -> str | None:
+    return None if value is None else format_amount(value)
+
+
 def _rate_card_json(rate_card: dict[str, Decimal]) -> str:
     return json.dumps({k: str(v) for k, v in sorted(rate_card.items())})
 
@@ -290,6 +438,14 @@ _HANDLERS: dict[str, _Handler] = {
     "Wallet.Credited": BatchBuilder._credited,
     "Wallet.Debited": BatchBuilder._debited,
     "Wallet.FailedUsageRecorded": BatchBuilder._failed_usage,
+    "Wallet.AlertSettingsChanged": BatchBuilder._alert_settings_changed,
+    "Wallet.AutoTopupChanged": BatchBuilder._auto_topup_changed,
+    "Wallet.SpendingCapsChanged": BatchBuilder._spending_caps_changed,
+    "Wallet.CycleAnchorChanged": BatchBuilder._cycle_anchor_changed,
+    "Wallet.CycleStarted": BatchBuilder._cycle_started,
+    "Wallet.AlertRaised": BatchBuilder._alert_raised,
+    "Wallet.TriggersRearmed": BatchBuilder._triggers_rearmed,
+    "Wallet.AutoTopupTriggered": BatchBuilder._touch,
     "TopupRequest.Requested": BatchBuilder._requested,
     "TopupRequest.Approved": BatchBuilder._approved,
     "TopupRequest.Invoiced": BatchBuilder._invoiced,

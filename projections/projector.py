@@ -54,8 +54,9 @@ class EventMapper(Protocol):
 _WALLET_COLUMNS = (
     "wallet_id, company_id, pool_sender_id, currency, mode, included, prepaid, postpaid_used, "
     "postpaid_limit, included_quota, overage_total, senders, rate_card, opened_at, updated_at, "
-    "position"
+    "position, policies, cycle_start, next_cycle_at, alerts_active, blocked"
 )
+_JSON_COLUMNS = ("rate_card", "policies", "blocked")
 _TOPUP_COLUMNS = (
     "topup_id, company_id, wallet_id, amount, currency, note, status, requested_by, "
     "requested_at, updated_at, created_position, position, invoice_number, payment_reference, "
@@ -106,7 +107,7 @@ class Projector:
         t = self.tables
         self._sql_wallet_upsert = _upsert(
             t["rm_wallet_balances"], _WALLET_COLUMNS + ", balance, available", "wallet_id",
-            {"rate_card": "::jsonb"},
+            dict.fromkeys(_JSON_COLUMNS, "::jsonb"),
         )  # fmt: skip
         self._sql_topup_upsert = _upsert(t["rm_topups"], _TOPUP_COLUMNS, "topup_id")
         self._sql_usage_upsert = (
@@ -232,7 +233,10 @@ class Projector:
         wallets: dict[UUID, WalletRow] = {}
         topups: dict[UUID, TopupRow] = {}
         if wallet_ids:
-            columns = _WALLET_COLUMNS.replace("rate_card", "rate_card::text")
+            columns = ", ".join(
+                f"{c}::text" if c in _JSON_COLUMNS else c
+                for c in (name.strip() for name in _WALLET_COLUMNS.split(","))
+            )
             cur.execute(
                 f"SELECT {columns} FROM {self.tables['rm_wallet_balances']} "
                 "WHERE wallet_id = ANY(%s)",
@@ -254,6 +258,13 @@ class Projector:
             ) as copy:
                 for entry in batch.entries:
                     copy.write_row(entry)
+        if batch.alerts:
+            cur.executemany(
+                f"INSERT INTO {self.tables['rm_alerts']} "
+                "(position, wallet_id, company_id, alert, detail, occurred_at) "
+                "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+                batch.alerts,
+            )
         if batch.touched_wallets:
             cur.executemany(
                 self._sql_wallet_upsert,
@@ -327,7 +338,8 @@ def _wallet_values(row: WalletRow) -> tuple[Any, ...]:
         row.wallet_id, row.company_id, row.pool_sender_id, row.currency, row.mode, row.included,
         row.prepaid, row.postpaid_used, row.postpaid_limit, row.included_quota,
         row.overage_total, row.senders, row.rate_card, row.opened_at, row.updated_at,
-        row.position, row.balance, row.available,
+        row.position, row.policies, row.cycle_start, row.next_cycle_at, row.alerts_active,
+        row.blocked, row.balance, row.available,
     )  # fmt: skip
 
 

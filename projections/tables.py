@@ -20,8 +20,9 @@ ENTRIES = "rm_ledger_entries"
 USAGE = "rm_usage_daily"
 TOPUPS = "rm_topups"
 ACCOUNTS = "rm_account_totals"
+ALERTS = "rm_alerts"
 POSITIONS = "rm_projection_positions"
-ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, POSITIONS)
+ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, POSITIONS)
 """Every read-model table; the positions table is last (it says how far the others are)."""
 
 _DDL = """
@@ -47,6 +48,25 @@ CREATE TABLE IF NOT EXISTS {s}.rm_wallet_balances (
     position bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_company ON {s}.rm_wallet_balances (company_id);
+-- Policy columns came with alerts and cycles: tables built before them get the columns here,
+-- and `ledger replay --all` fills them from history.
+ALTER TABLE {s}.rm_wallet_balances
+    ADD COLUMN IF NOT EXISTS policies jsonb NOT NULL DEFAULT '{{}}',
+    ADD COLUMN IF NOT EXISTS cycle_start timestamptz,
+    ADD COLUMN IF NOT EXISTS next_cycle_at timestamptz,
+    ADD COLUMN IF NOT EXISTS alerts_active text[] NOT NULL DEFAULT '{{}}',
+    ADD COLUMN IF NOT EXISTS blocked jsonb NOT NULL DEFAULT '{{}}';
+CREATE INDEX IF NOT EXISTS rm_wallet_balances_next_cycle
+    ON {s}.rm_wallet_balances (next_cycle_at);
+CREATE TABLE IF NOT EXISTS {s}.rm_alerts (
+    position bigint PRIMARY KEY,
+    wallet_id uuid NOT NULL,
+    company_id text NOT NULL,
+    alert text NOT NULL,
+    detail jsonb NOT NULL,
+    occurred_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_alerts_company ON {s}.rm_alerts (company_id, position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_ledger_entries (
     position bigint PRIMARY KEY,
     wallet_id uuid NOT NULL,

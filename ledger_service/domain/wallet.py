@@ -19,6 +19,7 @@ Command methods check first (``check_*``) and only then trigger an event; the ev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -37,6 +38,21 @@ from ledger_service.domain.errors import (
 )
 from ledger_service.domain.ids import check_key, wallet_id
 from ledger_service.domain.money import ZERO, canonical, parse_amount
+from ledger_service.domain.policies import (
+    AUTO_TOPUP,
+    BELOW_ZERO,
+    BURN_WINDOW_HOURS,
+    CREDIT_LIMIT_EXCEEDED,
+    LOW_BALANCE,
+    LOW_BALANCE_PERCENT_DEFAULT,
+    RAPID_BURN,
+    SPENDING_CAP_REACHED,
+    CycleAnchor,
+    check_percent,
+    check_spending_caps,
+    day_bounds,
+    hour_of,
+)
 
 
 class PoolMode(StrEnum):
@@ -60,6 +76,8 @@ class CreditBucket(StrEnum):
 class DebitKind(StrEnum):
     USAGE = "usage"
     TRANSFER = "transfer"
+    EXPIRY = "expiry"
+    """Unused included quota expiring at a cycle boundary."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,25 @@ class Wallet(Aggregate):
         actor: str
         entry_hash: str
 
+        def apply(self, aggregate: Any) -> None:
+            # Called by the library right after ``_debited`` with the event in hand: daily caps
+            # and the burn window need the event's own time, and must follow from the event
+            # on replay exactly as they did live.
+            if self.kind == DebitKind.USAGE and self.category is not None:
+                aggregate._track_spending(self.timestamp, self.category, self.units, self.amount)
+
+    # Version 2 added policies (cycles, alerts, caps, auto top-up): older snapshots are
+    # upcast with the defaults below; events of version 1 wallets need no upcasting.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        anchor = CycleAnchor()
+        state["cycle_anchor"] = anchor.as_dict()
+        state["cycle_start"] = anchor.cycle_start_at(state["_created_on"])
+        state["cycle_funded"] = max(state["included"] + state["prepaid"], ZERO)
+        state.update(_default_policies())
+
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
         return wallet_id(company_id, pool_sender_id)
@@ -184,6 +221,21 @@ class Wallet(Aggregate):
         self.postpaid_used = ZERO
         self.overage_total = ZERO
         self.entry_hash = GENESIS_HASH
+        anchor = CycleAnchor()
+        self.cycle_anchor = anchor.as_dict()
+        self.cycle_start = anchor.cycle_start_at(self.created_on)
+        self.cycle_funded = ZERO
+        self.low_balance_threshold: Decimal | None = None
+        self.low_balance_percent = LOW_BALANCE_PERCENT_DEFAULT
+        self.burn_limit_24h: Decimal | None = None
+        self.auto_topup: dict[str, Any] = _default_auto_topup()
+        self.spending_caps: dict[str, dict[str, Any]] = {}
+        self.triggered: list[str] = []
+        """Alerts (and the auto top-up trigger) that fired and have not re-armed yet."""
+        self.blocked: dict[str, str] = {}
+        """Category -> the day its spending cap was reached (blocked for that day)."""
+        self.spend_day: dict[str, Any] = {"day": "", "ends_at": None, "categories": {}}
+        self.burn_hours: dict[str, Decimal] = {}
 
     # -- derived figures ------------------------------------------------------------------
 
@@ -278,6 +330,26 @@ class Wallet(Aggregate):
         reference: str,
         actor: str,
     ) -> None:
+        self._credit_entry(
+            amount,
+            bucket=bucket,
+            kind=kind,
+            counter_account=counter_account,
+            reference=reference,
+            actor=actor,
+        )
+        self._evaluate_triggers()
+
+    def _credit_entry(
+        self,
+        amount: Decimal,
+        *,
+        bucket: CreditBucket,
+        kind: CreditKind,
+        counter_account: str,
+        reference: str,
+        actor: str,
+    ) -> None:
         amount = parse_amount(amount, allow_zero=False)
         check_counter_account(counter_account)
         if bucket is CreditBucket.PREPAID:
@@ -320,6 +392,7 @@ class Wallet(Aggregate):
         self.included += split.get("included", ZERO)
         self.prepaid += split.get("prepaid", ZERO)
         self.postpaid_used -= split.get("postpaid", ZERO)
+        self.cycle_funded += amount
 
     def record_usage(
         self,
@@ -354,6 +427,8 @@ class Wallet(Aggregate):
                 }
             )
         )
+        self._check_spending_cap(category)
+        self._evaluate_triggers()
         return split
 
     def send_transfer(self, amount: Decimal, *, transfer_reference: str, actor: str) -> None:
@@ -382,6 +457,7 @@ class Wallet(Aggregate):
                 }
             )
         )
+        self._evaluate_triggers()
 
     def _split(self, amount: Decimal) -> DebitSplit:
         return split_debit(
@@ -446,6 +522,307 @@ class Wallet(Aggregate):
         actor: str,
     ) -> None:
         pass
+
+    # -- policies: alerts, caps, auto top-up, cycles ----------------------------------------
+
+    def configure_alerts(
+        self,
+        *,
+        low_balance_threshold: Decimal | None,
+        low_balance_percent: Decimal,
+        burn_limit_24h: Decimal | None,
+        actor: str,
+    ) -> None:
+        """An absolute low-balance threshold wins over the percentage of the cycle's funding."""
+        self._alert_settings_changed(
+            low_balance_threshold=None
+            if low_balance_threshold is None
+            else parse_amount(low_balance_threshold, field="low_balance_threshold"),
+            low_balance_percent=check_percent(low_balance_percent, "low_balance_percent"),
+            burn_limit_24h=None
+            if burn_limit_24h is None
+            else parse_amount(burn_limit_24h, field="burn_limit_24h", allow_zero=False),
+            actor=actor,
+        )
+        self._evaluate_triggers()
+
+    @event("AlertSettingsChanged")
+    def _alert_settings_changed(
+        self,
+        low_balance_threshold: Decimal | None,
+        low_balance_percent: Decimal,
+        burn_limit_24h: Decimal | None,
+        actor: str,
+    ) -> None:
+        self.low_balance_threshold = low_balance_threshold
+        self.low_balance_percent = low_balance_percent
+        self.burn_limit_24h = burn_limit_24h
+
+    def configure_auto_topup(
+        self,
+        *,
+        enabled: bool,
+        trigger_balance: Decimal,
+        amount: Decimal,
+        auto_approve: bool,
+        actor: str,
+    ) -> None:
+        """When enabled, one top-up request of ``amount`` per crossing below the trigger."""
+        trigger = parse_amount(trigger_balance, field="trigger_balance", allow_negative=True)
+        topup_amount = parse_amount(amount, field="amount", allow_zero=not enabled)
+        self._auto_topup_changed(
+            enabled=bool(enabled),
+            trigger_balance=trigger,
+            amount=topup_amount,
+            auto_approve=bool(auto_approve),
+            actor=actor,
+        )
+        self._evaluate_triggers()
+
+    @event("AutoTopupChanged")
+    def _auto_topup_changed(
+        self,
+        enabled: bool,
+        trigger_balance: Decimal,
+        amount: Decimal,
+        auto_approve: bool,
+        actor: str,
+    ) -> None:
+        self.auto_topup = {
+            "enabled": enabled,
+            "trigger_balance": trigger_balance,
+            "amount": amount,
+            "auto_approve": auto_approve,
+        }
+
+    def change_spending_caps(self, caps: dict[str, dict[str, Any]], *, actor: str) -> None:
+        self._spending_caps_changed(caps=check_spending_caps(caps), actor=actor)
+
+    @event("SpendingCapsChanged")
+    def _spending_caps_changed(self, caps: dict[str, dict[str, Any]], actor: str) -> None:
+        self.spending_caps = {category: dict(cap) for category, cap in caps.items()}
+
+    def change_cycle_anchor(self, anchor: CycleAnchor, *, actor: str) -> None:
+        """The current cycle keeps its start; the next one starts at the new anchor."""
+        self._cycle_anchor_changed(
+            anchor=anchor.as_dict(),
+            next_cycle_at=anchor.next_boundary(self.cycle_start),
+            actor=actor,
+        )
+
+    @event("CycleAnchorChanged")
+    def _cycle_anchor_changed(
+        self, anchor: dict[str, Any], next_cycle_at: datetime, actor: str
+    ) -> None:
+        self.cycle_anchor = dict(anchor)
+
+    @property
+    def anchor(self) -> CycleAnchor:
+        return CycleAnchor.from_dict(self.cycle_anchor)
+
+    @property
+    def next_cycle_at(self) -> datetime:
+        return self.anchor.next_boundary(self.cycle_start)
+
+    def start_due_cycles(self, now: datetime, *, actor: str) -> int:
+        """Start every cycle whose boundary passed by ``now``, oldest first: unused included
+        quota expires and the new quota is granted. A boundary is never started twice: only
+        boundaries after ``cycle_start`` are due. Returns how many cycles were started."""
+        anchor = self.anchor
+        due = anchor.boundaries_due(self.cycle_start, now)
+        for boundary in due:
+            stamp = boundary.isoformat()
+            if self.included > 0:
+                self._expire_included(reference=f"included-quota:expired:{stamp}", actor=actor)
+            if self.included_quota > 0:
+                self._credit_entry(
+                    self.included_quota,
+                    bucket=CreditBucket.INCLUDED,
+                    kind=CreditKind.GRANT,
+                    counter_account=accounts.PROMOTIONS,
+                    reference=f"included-quota:{stamp}",
+                    actor=actor,
+                )
+            self._cycle_started(
+                cycle_start=boundary,
+                next_cycle_at=anchor.next_boundary(boundary),
+                opening_funded=max(self.included + self.prepaid, ZERO),
+                actor=actor,
+            )
+        if due:
+            self._evaluate_triggers()
+        return len(due)
+
+    def _expire_included(self, *, reference: str, actor: str) -> None:
+        amount = self.included
+        self._debited(
+            **self._chained(
+                {
+                    "amount": amount,
+                    "split": DebitSplit(amount, ZERO, ZERO, ZERO).as_dict(),
+                    "kind": DebitKind.EXPIRY.value,
+                    "counter_account": accounts.PROMOTIONS,
+                    "reference": reference,
+                    "sender_id": None,
+                    "conversation_id": None,
+                    "category": None,
+                    "units": 0,
+                    "unit_price": None,
+                    "actor": actor,
+                }
+            )
+        )
+
+    @event("CycleStarted")
+    def _cycle_started(
+        self, cycle_start: datetime, next_cycle_at: datetime, opening_funded: Decimal, actor: str
+    ) -> None:
+        self.cycle_start = cycle_start
+        self.cycle_funded = opening_funded
+
+    # -- triggers: fire once per crossing, re-arm after recovery ----------------------------
+
+    @property
+    def low_balance_line(self) -> Decimal | None:
+        """The balance below which ``low_balance_warning`` fires (None: never)."""
+        if self.low_balance_threshold is not None:
+            return self.low_balance_threshold
+        line = canonical(self.cycle_funded * self.low_balance_percent / 100)
+        return line if line > 0 else None
+
+    def burn_24h(self, now_hour: int) -> Decimal:
+        oldest = now_hour - BURN_WINDOW_HOURS
+        return sum((v for h, v in self.burn_hours.items() if int(h) > oldest), ZERO)
+
+    def _evaluate_triggers(self) -> None:
+        """Raise what newly holds and re-arm what cleared, as events (replay re-decides
+        nothing: it only re-applies these events)."""
+        balance = self.included + self.prepaid - self.postpaid_used
+        available = balance + self.postpaid_limit
+        low_line = self.low_balance_line
+        auto = self.auto_topup
+        burn_limit = self.burn_limit_24h
+        burn = ZERO
+        if burn_limit is not None and self.burn_hours:
+            burn = self.burn_24h(max(int(h) for h in self.burn_hours))
+        conditions = (
+            (LOW_BALANCE, low_line is not None and balance < low_line, low_line),
+            (BELOW_ZERO, balance < 0, ZERO),
+            (CREDIT_LIMIT_EXCEEDED, available < 0, ZERO),
+            (RAPID_BURN, burn_limit is not None and burn > burn_limit, burn_limit),
+            (AUTO_TOPUP, auto["enabled"] and balance < auto["trigger_balance"], None),
+        )
+        rearmed = [k for k, holds, _ in conditions if not holds and k in self.triggered]
+        if rearmed:
+            self._triggers_rearmed(
+                triggers=rearmed, balance=canonical(balance), available=canonical(available)
+            )
+        for kind, holds, line in conditions:
+            if not holds or kind in self.triggered:
+                continue
+            if kind == AUTO_TOPUP:
+                self._auto_topup_triggered(
+                    amount=auto["amount"],
+                    trigger_balance=auto["trigger_balance"],
+                    auto_approve=auto["auto_approve"],
+                    balance=canonical(balance),
+                )
+            else:
+                self._alert_raised(
+                    alert=kind,
+                    balance=canonical(balance),
+                    available=canonical(available),
+                    threshold=line,
+                    category=None,
+                    day=None,
+                    measured=canonical(burn) if kind == RAPID_BURN else None,
+                )
+
+    def _check_spending_cap(self, category: str) -> None:
+        cap = self.spending_caps.get(category)
+        day = self.spend_day["day"]
+        if cap is None or self.blocked.get(category) == day:
+            return
+        units, amount = self.spend_day["categories"].get(category, (0, ZERO))
+        reached = (cap["units"] is not None and units >= cap["units"]) or (
+            cap["amount"] is not None and amount >= cap["amount"]
+        )
+        if reached:
+            balance = canonical(self.balance)
+            self._alert_raised(
+                alert=SPENDING_CAP_REACHED,
+                balance=balance,
+                available=canonical(balance + self.postpaid_limit),
+                threshold=None,
+                category=category,
+                day=day,
+                measured=canonical(amount),
+            )
+
+    @event("AlertRaised")
+    def _alert_raised(
+        self,
+        alert: str,
+        balance: Decimal,
+        available: Decimal,
+        threshold: Decimal | None,
+        category: str | None,
+        day: str | None,
+        measured: Decimal | None,
+    ) -> None:
+        if alert == SPENDING_CAP_REACHED and category is not None and day is not None:
+            self.blocked[category] = day
+        else:
+            self.triggered = sorted({*self.triggered, alert})
+
+    @event("TriggersRearmed")
+    def _triggers_rearmed(self, triggers: list[str], balance: Decimal, available: Decimal) -> None:
+        self.triggered = [t for t in self.triggered if t not in triggers]
+
+    @event("AutoTopupTriggered")
+    def _auto_topup_triggered(
+        self, amount: Decimal, trigger_balance: Decimal, auto_approve: bool, balance: Decimal
+    ) -> None:
+        self.triggered = sorted({*self.triggered, AUTO_TOPUP})
+
+    def _track_spending(self, at: datetime, category: str, units: int, amount: Decimal) -> None:
+        """Today's usage per category (caps) and usage per hour (burn window)."""
+        day = self.spend_day
+        if day["ends_at"] is None or at >= day["ends_at"]:
+            day_iso, ends_at = day_bounds(at, self.anchor.zone)
+            day = self.spend_day = {"day": day_iso, "ends_at": ends_at, "categories": {}}
+            self.blocked = {c: d for c, d in self.blocked.items() if d == day_iso}
+        counts = day["categories"].get(category)
+        if counts is None:
+            day["categories"][category] = [units, amount]
+        else:
+            counts[0] += units
+            counts[1] += amount
+        hour = hour_of(at)
+        key = str(hour)
+        self.burn_hours[key] = self.burn_hours.get(key, ZERO) + amount
+        if len(self.burn_hours) > BURN_WINDOW_HOURS:
+            oldest = hour - BURN_WINDOW_HOURS
+            self.burn_hours = {h: v for h, v in self.burn_hours.items() if int(h) > oldest}
+
+
+def _default_auto_topup() -> dict[str, Any]:
+    return {"enabled": False, "trigger_balance": ZERO, "amount": ZERO, "auto_approve": False}
+
+
+def _default_policies() -> dict[str, Any]:
+    """Policy state of a wallet that never configured any (also upcasts v1 snapshots)."""
+    return {
+        "low_balance_threshold": None,
+        "low_balance_percent": LOW_BALANCE_PERCENT_DEFAULT,
+        "burn_limit_24h": None,
+        "auto_topup": _default_auto_topup(),
+        "spending_caps": {},
+        "triggered": [],
+        "blocked": {},
+        "spend_day": {"day": "", "ends_at": None, "categories": {}},
+        "burn_hours": {},
+    }
 
 
 def check_rate_card(rate_card: object) -> dict[str, Decimal]:

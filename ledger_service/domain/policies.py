@@ -1,0 +1,172 @@
+"""Wallet policies: billing cycles, alert thresholds, spending caps and auto top-up settings.
+
+Pure values and functions; the ``Wallet`` aggregate records every change of them as an event and
+evaluates them after every money movement (see ``Wallet._evaluate_triggers``).
+
+Alert kinds (the ``alert`` of a ``Wallet.AlertRaised`` event):
+
+* ``low_balance_warning``   - balance below the low-balance threshold: an absolute amount, or
+  a percentage (default 40%) of the cycle's funding (the balance the cycle opened with, plus
+  what was credited during the cycle: a top-up mid-cycle raises the base, so a wallet opened
+  empty and then topped up still warns);
+* ``balance_below_zero``    - balance below zero: the wallet now draws on postpaid credit;
+* ``credit_limit_exceeded`` - available below zero: usage beyond the credit limit (overage);
+* ``rapid_burn``            - usage within the last 24 hours above the burn limit (the window
+  slides by whole hours: the current hour plus the 23 before it);
+* ``spending_cap_reached``  - a category's usage today reached its daily cap (units or amount);
+  the category is then flagged ``blocked`` for the rest of that day (the wallet's time zone).
+
+Each balance alert fires once per crossing and re-arms only after its condition has cleared
+(``Wallet.TriggersRearmed``, published as ``balance_recovered``), so a balance hovering below a
+threshold does not spam. A spending cap fires once per category per day.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ledger_service.domain.errors import InvalidArgument
+from ledger_service.domain.ids import check_key
+from ledger_service.domain.money import parse_amount
+
+LOW_BALANCE = "low_balance_warning"
+BELOW_ZERO = "balance_below_zero"
+CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+RAPID_BURN = "rapid_burn"
+SPENDING_CAP_REACHED = "spending_cap_reached"
+BALANCE_RECOVERED = "balance_recovered"
+AUTO_TOPUP = "auto_topup"
+"""Not an alert: the auto top-up trigger shares the fire-once/re-arm mechanism."""
+
+BALANCE_ALERTS = (LOW_BALANCE, BELOW_ZERO, CREDIT_LIMIT_EXCEEDED)
+ALERT_KINDS = (*BALANCE_ALERTS, RAPID_BURN, SPENDING_CAP_REACHED, BALANCE_RECOVERED)
+
+LOW_BALANCE_PERCENT_DEFAULT = Decimal(40)
+ANCHOR_DAY_MAX = 28
+"""Cycles anchor on day 1-28 so every month has the anchor day."""
+BURN_WINDOW_HOURS = 24
+SPENDING_CAP_CATEGORIES_MAX = 50
+_ANCHOR_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+@dataclass(frozen=True, slots=True)
+class CycleAnchor:
+    """Where billing cycles start: ``day`` of each month at ``at`` (HH:MM) in ``time_zone``."""
+
+    day: int = 1
+    at: str = "00:00"
+    time_zone: str = "UTC"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"day": self.day, "at": self.at, "time_zone": self.time_zone}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> CycleAnchor:
+        return cls(int(str(data["day"])), str(data["at"]), str(data["time_zone"]))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def boundary(self, year: int, month: int) -> datetime:
+        hour, minute = (int(part) for part in self.at.split(":"))
+        local = datetime(year, month, self.day, hour, minute, tzinfo=self.zone)
+        return local.astimezone(UTC)
+
+    def cycle_start_at(self, moment: datetime) -> datetime:
+        """The latest cycle boundary at or before ``moment``."""
+        local = moment.astimezone(self.zone)
+        start = self.boundary(local.year, local.month)
+        if start > moment:
+            year, month = _previous_month(local.year, local.month)
+            start = self.boundary(year, month)
+        return start
+
+    def next_boundary(self, after: datetime) -> datetime:
+        """The first cycle boundary strictly after ``after``."""
+        local = self.cycle_start_at(after).astimezone(self.zone)
+        year, month = _next_month(local.year, local.month)
+        return self.boundary(year, month)
+
+    def boundaries_due(self, cycle_start: datetime, now: datetime) -> list[datetime]:
+        """Every boundary after ``cycle_start`` up to ``now``, oldest first (missed cycles)."""
+        due: list[datetime] = []
+        boundary = self.next_boundary(cycle_start)
+        while boundary <= now:
+            due.append(boundary)
+            boundary = self.next_boundary(boundary)
+        return due
+
+
+def check_cycle_anchor(day: object, at: object, time_zone: object) -> CycleAnchor:
+    if not isinstance(day, int) or isinstance(day, bool) or not 1 <= day <= ANCHOR_DAY_MAX:
+        raise InvalidArgument(f"cycle anchor day must be 1-{ANCHOR_DAY_MAX}, got {day!r}")
+    if not isinstance(at, str) or not _ANCHOR_TIME.fullmatch(at):
+        raise InvalidArgument(f"cycle anchor time must be HH:MM (24 h), got {at!r}")
+    if not isinstance(time_zone, str) or not time_zone or len(time_zone) > 64:
+        raise InvalidArgument(f"time_zone must be an IANA zone name, got {time_zone!r}")
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument(f"unknown time zone {time_zone!r}") from None
+    return CycleAnchor(day, at, time_zone)
+
+
+def check_percent(value: object, field: str) -> Decimal:
+    percent = parse_amount(value, field=field)
+    if percent > 100:
+        raise InvalidArgument(f"{field} is a percentage: 0-100, got {value!r}")
+    return percent
+
+
+def check_spending_caps(caps: object) -> dict[str, dict[str, object]]:
+    """``{category: {"units": int | None, "amount": Decimal | None}}``, at least one of the two
+    set per category; an empty mapping removes every cap."""
+    if not isinstance(caps, dict):
+        raise InvalidArgument("spending_caps must map category to {units, amount}")
+    if len(caps) > SPENDING_CAP_CATEGORIES_MAX:
+        raise InvalidArgument(f"at most {SPENDING_CAP_CATEGORIES_MAX} capped categories")
+    checked: dict[str, dict[str, object]] = {}
+    for category, cap in sorted(caps.items()):
+        check_key(category, "spending cap category")
+        if not isinstance(cap, dict) or set(cap) - {"units", "amount"}:
+            raise InvalidArgument(f"spending cap of {category} takes units and/or amount")
+        units, amount = cap.get("units"), cap.get("amount")
+        if units is None and amount is None:
+            raise InvalidArgument(f"spending cap of {category} needs units or amount")
+        if units is not None and (
+            not isinstance(units, int) or isinstance(units, bool) or units <= 0
+        ):
+            raise InvalidArgument(f"spending cap units of {category} must be a positive integer")
+        checked[category] = {
+            "units": units,
+            "amount": None
+            if amount is None
+            else parse_amount(amount, field=f"spending_caps[{category}].amount", allow_zero=False),
+        }
+    return checked
+
+
+def day_bounds(moment: datetime, zone: ZoneInfo) -> tuple[str, datetime]:
+    """(ISO day, end of that day in UTC) of ``moment`` in ``zone``."""
+    local = moment.astimezone(zone)
+    day = local.date()
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return day.isoformat(), end.astimezone(UTC)
+
+
+def hour_of(moment: datetime) -> int:
+    """Whole hours since the epoch: the burn window's slot."""
+    return int(moment.timestamp()) // 3600
+
+
+def _previous_month(year: int, month: int) -> tuple[int, int]:
+    return (year - 1, 12) if month == 1 else (year, month - 1)
+
+
+def _next_month(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)

@@ -23,6 +23,11 @@ from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer
+from ledger_service.reactions import autotopup, notifications
+from ledger_service.reactions.autotopup import AutoTopupReactor
+from ledger_service.reactions.follower import LogFollower
+from ledger_service.reactions.notifications import NotificationRelay
+from ledger_service.reactions.positions import FollowerPositions
 from projections.projector import Projector
 from projections.queries import ReadModels
 from projections.tables import ReadModelTables
@@ -156,6 +161,48 @@ def build_consumer(container: Container, **options: Any) -> tuple[UsageConsumer,
         **options,
     )
     return consumer, ledger
+
+
+# -- reactions ------------------------------------------------------------------------------
+
+
+def build_follower(container: Container, name: str, topics: tuple[str, ...]) -> LogFollower:
+    url = container.database_url
+    positions = FollowerPositions(lambda: psycopg.connect(url))
+    positions.setup()
+    return LogFollower(
+        name=name,
+        source=container.ledger.recorder,
+        mapper=container.ledger.mapper,
+        positions=positions,
+        topics=topics,
+        batch_size_max=container.settings.reactions_batch_size_max,
+    )
+
+
+def build_relay(container: Container) -> NotificationRelay:
+    """Alerts to Kafka; needs ``bootstrap(..., with_broker=True)``."""
+    if container.kafka_bootstrap is None:
+        raise RuntimeError("build_relay needs bootstrap(..., with_broker=True)")
+    settings = container.settings
+    return NotificationRelay(
+        build_follower(container, notifications.RELAY_NAME, notifications.TOPICS),
+        bootstrap=container.kafka_bootstrap,
+        topic=settings.notifications_topic,
+        poll_interval_s=settings.reactions_poll_interval_ms / 1000,
+        backoff_max_s=settings.unavailable_backoff_max_s,
+    )
+
+
+def build_auto_topup(container: Container) -> AutoTopupReactor:
+    return AutoTopupReactor(
+        container.ledger, build_follower(container, autotopup.REACTOR_NAME, autotopup.TOPICS)
+    )
+
+
+def connector(container: Container) -> Callable[[], psycopg.Connection[Any]]:
+    url = container.database_url
+    return lambda: psycopg.connect(url)
 
 
 # -- read side ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 import structlog
@@ -22,8 +22,11 @@ from ledger_service.bootstrap import (
     Container,
     bootstrap,
     build_api,
+    build_auto_topup,
     build_consumer,
     build_projector,
+    build_relay,
+    connector,
 )
 from ledger_service.config import Settings
 from ledger_service.ingestion.consumer import UsageConsumer
@@ -31,13 +34,17 @@ from ledger_service.ingestion.dlq import replay_dead_letters
 from ledger_service.ingestion.sample import SampleShape, publish, sample_events, setup_wallets
 from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.logs import configure_logging
+from ledger_service.reactions.cycles import run_cycles, schedule_cycles
 from ledger_service.runner import StopSignal, Worker, run_until_signalled, serve_http
 from projections.projector import follow_until_stopped
+from projections.tables import ReadModelTables
 
 log = structlog.get_logger(__name__)
 cli = typer.Typer(help="Event-sourced prepaid-wallet ledger.", no_args_is_help=True)
 dlq_cli = typer.Typer(help="Dead-lettered usage events.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")
+cycles_cli = typer.Typer(help="Billing cycles.", no_args_is_help=True)
+cli.add_typer(cycles_cli, name="cycles")
 
 
 def _settings() -> Settings:
@@ -50,7 +57,41 @@ def _settings() -> Settings:
 def run() -> None:
     """Start the whole service - HTTP API, usage consumer and read-model projections - on its
     configured (or embedded) PostgreSQL and Kafka."""
-    _run_parts(http=True, consume=True, projections=True)
+    _run_parts(http=True, consume=True, projections=True, reactions=True)
+
+
+@cli.command()
+def react() -> None:
+    """Run the reactions only (alert notifications to Kafka, auto top-ups, billing cycles)."""
+    _run_parts(reactions=True)
+
+
+@cycles_cli.command("run")
+def cycles_run(
+    at: datetime | None = typer.Option(
+        None, "--at", help="start the cycles due at this time (ISO 8601; default: now)"
+    ),
+) -> None:
+    """Start every wallet's billing cycles that are due: unused included quota expires and the
+    new quota is granted, exactly once per wallet per cycle; missed cycles are caught up."""
+    settings = _settings()
+    container = bootstrap(settings)
+    now = datetime.now(UTC) if at is None else _aware(at)
+    try:
+        # The due list comes from the wallet read model: bring it up to date first.
+        projector = build_projector(container)
+        projector.catch_up()
+        projector.close()
+        tables = ReadModelTables(settings.read_models_schema)
+        wallets, started = run_cycles(container.ledger, connector(container), tables, now)
+    finally:
+        container.close()
+    typer.echo(f"{started} cycles started across {wallets} wallets due at {now.isoformat()}")
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time without a zone is taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @cli.command()
@@ -104,9 +145,15 @@ def token(
     )
 
 
-def _run_parts(*, http: bool = False, consume: bool = False, projections: bool = False) -> None:
+def _run_parts(
+    *,
+    http: bool = False,
+    consume: bool = False,
+    projections: bool = False,
+    reactions: bool = False,
+) -> None:
     settings = _settings()
-    container = bootstrap(settings, with_broker=consume)
+    container = bootstrap(settings, with_broker=consume or reactions)
     workers: dict[str, Worker] = {}
     try:
         checks: dict[str, ReadinessCheck] = {}
@@ -114,6 +161,8 @@ def _run_parts(*, http: bool = False, consume: bool = False, projections: bool =
             consumer, _ = build_consumer(container)
             workers["consumer"] = functools.partial(_consume, container, consumer)
             checks["ingestion"] = functools.partial(_consumer_ready, consumer)
+        if reactions:
+            workers |= _reaction_workers(container)
         if http:
             app = build_api(container, readiness_checks=checks)
             workers["http"] = functools.partial(
@@ -129,6 +178,34 @@ def _run_parts(*, http: bool = False, consume: bool = False, projections: bool =
             runner.run(run_until_signalled(workers))
     finally:
         container.close()
+
+
+def _reaction_workers(container: Container) -> dict[str, Worker]:
+    """Notifications relay, auto top-up reactor and the billing-cycle scheduler."""
+    settings = container.settings
+    relay = build_relay(container)
+    reactor = build_auto_topup(container)
+    poll_s = settings.reactions_poll_interval_ms / 1000
+
+    async def notify(stop: StopSignal) -> None:
+        assert container.kafka_bootstrap is not None
+        if settings.create_topics:
+            await ensure_topics(
+                container.kafka_bootstrap, {settings.notifications_topic: settings.topic_partitions}
+            )
+        await relay.run(stop)
+
+    return {
+        "notifications": notify,
+        "auto_topup": functools.partial(reactor.run, poll_interval_s=poll_s),
+        "cycles": functools.partial(
+            schedule_cycles,
+            container.ledger,
+            connector(container),
+            ReadModelTables(settings.read_models_schema),
+            interval_s=settings.cycle_check_interval_s,
+        ),
+    }
 
 
 async def _consumer_ready(consumer: UsageConsumer) -> None:

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     )
     db_connect_timeout_s: int = Field(default=5, ge=1, le=300)
 
+    # -- reactions: notifications, auto top-up, billing cycles ------------------------------
+    notifications_topic: str = "ledger.notifications.v1"
+    reactions_poll_interval_ms: int = Field(default=500, ge=10, le=60_000)
+    reactions_batch_size_max: int = Field(default=500, ge=1, le=10_000)
+    cycle_check_interval_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="how often due billing cycles are started"
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_outside_development(self) -> Settings:
         if self.environment == "production":

@@ -30,8 +30,14 @@ class ReadModels:
         self._sql_wallet = (
             "SELECT wallet_id, company_id, pool_sender_id, currency, mode, included, prepaid, "
             "postpaid_used, postpaid_limit, included_quota, overage_total, balance, available, "
-            f"senders, updated_at, position FROM {t['rm_wallet_balances']} "
+            "senders, policies::text, cycle_start, next_cycle_at, alerts_active, blocked::text, "
+            f"updated_at, position FROM {t['rm_wallet_balances']} "
             "WHERE company_id = $1 AND pool_sender_id IS NOT DISTINCT FROM $2"
+        )
+        self._sql_authorization = (
+            "SELECT wallet_id, balance, available, senders, rate_card::text, policies::text, "
+            f"blocked::text, position FROM {t['rm_wallet_balances']} "
+            "WHERE company_id = $1 AND $2 = ANY(senders)"
         )
         self._sql_position = f"SELECT position FROM {t['rm_projection_positions']} WHERE name = $1"
 
@@ -51,6 +57,21 @@ class ReadModels:
 
     async def wallet(self, company_id: str, pool_sender_id: str | None = None) -> Any:
         return await self.pool.fetchrow(self._sql_wallet, company_id, pool_sender_id)
+
+    async def wallet_of_sender(self, company_id: str, waba_id: str) -> Any:
+        """The wallet (of ``company_id``) that ``waba_id`` draws from, or None."""
+        return await self.pool.fetchrow(self._sql_authorization, company_id, waba_id)
+
+    async def alerts(self, company_id: str, before: int | None, limit: int) -> list[Any]:
+        """Alerts of the company's wallets, newest first (``limit + 1`` rows for paging)."""
+        rows = await self.pool.fetch(
+            f"SELECT position, alert, detail::text, occurred_at FROM {self.t['rm_alerts']} "
+            "WHERE company_id = $1 AND position < $2 ORDER BY position DESC LIMIT $3",
+            company_id,
+            before if before is not None else 2**62,
+            limit + 1,
+        )
+        return list(rows)
 
     async def wallet_exists(self, company_id: str) -> bool:
         row = await self.pool.fetchval(

@@ -8,7 +8,7 @@ Unknown fields are refused, so a typo never silently drops part of a request.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -90,8 +90,77 @@ class WalletOut(BaseModel):
     overage_total: str
     buckets: Buckets
     senders: list[str]
+    policies: dict[str, Any] = Field(
+        description="alerts, auto_topup, spending_caps and cycle settings (PATCH to change)"
+    )
+    cycle: CycleOut
+    alerts_active: list[str] = Field(description="alerts that fired and have not recovered")
+    blocked_categories: list[str] = Field(
+        description="categories whose daily spending cap was reached today (wallet time zone)"
+    )
     updated_at: datetime
     position: int = Field(description="event-store position of the last event applied")
+
+
+class CycleOut(BaseModel):
+    start: datetime | None
+    next_start: datetime | None
+
+
+class AlertSettingsIn(Request):
+    low_balance_threshold: Money | None = Field(
+        None, description="absolute; when null the percentage of the cycle's funding applies"
+    )
+    low_balance_percent: Money = "40"
+    burn_limit_24h: Money | None = Field(None, description="rapid-burn alert above this")
+
+
+class AutoTopupIn(Request):
+    enabled: bool = True
+    trigger_balance: Money = Field("0", description="request a top-up when balance goes below")
+    amount: Money = "0"
+    auto_approve: bool = False
+
+
+class SpendingCapIn(Request):
+    units: int | None = Field(None, ge=1, le=1_000_000_000)
+    amount: Money | None = None
+
+
+class CycleIn(Request):
+    anchor_day: int = Field(1, ge=1, le=28)
+    anchor_time: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = (
+        "00:00"
+    )
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+
+
+class AuthorizationOut(BaseModel):
+    allowed: bool
+    reason: str | None = Field(
+        description="null when allowed; else SENDER_NOT_LINKED, UNKNOWN_CATEGORY, "
+        "SPENDING_CAP_REACHED or INSUFFICIENT_AVAILABLE_BALANCE"
+    )
+    message: str
+    company_id: str
+    waba_id: str
+    category: str
+    units: int
+    price: str | None
+    available: str | None
+    position: int | None = Field(description="read-model position the answer is based on")
+
+
+class AlertOut(BaseModel):
+    position: int
+    alert: str
+    detail: dict[str, Any]
+    occurred_at: datetime
+
+
+class AlertsPage(BaseModel):
+    items: list[AlertOut]
+    next_cursor: str | None
 
 
 class OpenWalletIn(Request):
@@ -114,6 +183,12 @@ class ConfigureWalletIn(Request):
     postpaid_limit: Money | None = None
     included_quota: Money | None = None
     rate_card: dict[Key, Money] | None = None
+    alerts: AlertSettingsIn | None = None
+    auto_topup: AutoTopupIn | None = None
+    spending_caps: dict[Key, SpendingCapIn] | None = Field(
+        None, description="daily caps per category; {} removes all"
+    )
+    cycle: CycleIn | None = None
 
 
 class SenderIn(Request):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger_service.api.auth import Authenticator, Principal, require_manage, require_view
+from ledger_service.api.authorization import authorize, blocked_today
 from ledger_service.api.context import bind_company
 from ledger_service.api.errors import ERROR_RESPONSES, ApiError
 from ledger_service.application import LedgerApplication
@@ -29,9 +31,13 @@ from projections.queries import ReadModels
 from schemas.api import (
     KEY_PATTERN,
     AdminStatsOut,
+    AlertOut,
+    AlertsPage,
+    AuthorizationOut,
     Buckets,
     CirculationOut,
     ConfigureWalletIn,
+    CycleOut,
     EntriesPage,
     EntryOut,
     MarkPaidIn,
@@ -194,8 +200,69 @@ async def get_wallet(
             postpaid_used=format_amount(row["postpaid_used"]),
         ),
         senders=row["senders"],
+        policies=json.loads(row["policies"]),
+        cycle=CycleOut(start=row["cycle_start"], next_start=row["next_cycle_at"]),
+        alerts_active=row["alerts_active"],
+        blocked_categories=blocked_today(row["blocked"], row["policies"], datetime.now(UTC)),
         updated_at=row["updated_at"],
         position=row["position"],
+    )
+
+
+@router.get("/wallets/{company_id}/authorization", tags=["tenant"])
+async def authorize_send(
+    company_id: CompanyPath,
+    state: State,
+    caller: Caller,
+    waba_id: Annotated[str, Query(pattern=KEY_PATTERN)],
+    category: Annotated[str, Query(pattern=KEY_PATTERN)],
+    units: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    min_position: MinPosition = None,
+) -> AuthorizationOut:
+    """May ``waba_id`` send ``units`` messages of ``category``? Allow or deny with the reason,
+    from read models (scope billing.view, own company). Advice before sending, not a hold."""
+    _see(caller, company_id)
+    reads = await _fresh(state, min_position)
+    row = await reads.wallet_of_sender(company_id, waba_id)
+    if row is None and not await reads.wallet_exists(company_id):
+        raise _wallet_not_found(company_id)
+    return authorize(
+        row,
+        company_id=company_id,
+        waba_id=waba_id,
+        category=category,
+        units=units,
+        now=datetime.now(UTC),
+    )
+
+
+@router.get("/wallets/{company_id}/alerts", tags=["tenant"])
+async def list_alerts(
+    company_id: CompanyPath,
+    state: State,
+    caller: Caller,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    min_position: MinPosition = None,
+) -> AlertsPage:
+    """Alerts raised for the company's wallets, newest first."""
+    _see(caller, company_id)
+    reads = await _fresh(state, min_position)
+    rows = await reads.alerts(company_id, int(cursor) if cursor else None, limit)
+    if not rows and not await reads.wallet_exists(company_id):
+        raise _wallet_not_found(company_id)
+    rows, next_cursor = _page(rows, limit, "position")
+    return AlertsPage(
+        items=[
+            AlertOut(
+                position=r["position"],
+                alert=r["alert"],
+                detail=json.loads(r["detail"]),
+                occurred_at=r["occurred_at"],
+            )
+            for r in rows
+        ],
+        next_cursor=next_cursor,
     )
 
 
@@ -303,7 +370,8 @@ async def configure_wallet(
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> WalletWriteOut:
-    """Change the postpaid limit, included quota and/or rate card (scope billing.manage)."""
+    """Change limits, quota, rate card, alert thresholds, spending caps, auto top-up and the
+    billing-cycle anchor (scope billing.manage). Every change is an event."""
     require_manage(caller)
     result = await _write(
         state.ledger.configure_wallet,

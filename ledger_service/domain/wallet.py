@@ -715,13 +715,17 @@ class Wallet(Aggregate):
         rearmed = [k for k, holds, _ in conditions if not holds and k in self.triggered]
         if rearmed:
             self._triggers_rearmed(
-                triggers=rearmed, balance=canonical(balance), available=canonical(available)
+                company_id=self.company_id,
+                triggers=rearmed,
+                balance=canonical(balance),
+                available=canonical(available),
             )
         for kind, holds, line in conditions:
             if not holds or kind in self.triggered:
                 continue
             if kind == AUTO_TOPUP:
                 self._auto_topup_triggered(
+                    company_id=self.company_id,
                     amount=auto["amount"],
                     trigger_balance=auto["trigger_balance"],
                     auto_approve=auto["auto_approve"],
@@ -729,6 +733,7 @@ class Wallet(Aggregate):
                 )
             else:
                 self._alert_raised(
+                    company_id=self.company_id,
                     alert=kind,
                     balance=canonical(balance),
                     available=canonical(available),
@@ -750,6 +755,7 @@ class Wallet(Aggregate):
         if reached:
             balance = canonical(self.balance)
             self._alert_raised(
+                company_id=self.company_id,
                 alert=SPENDING_CAP_REACHED,
                 balance=balance,
                 available=canonical(balance + self.postpaid_limit),
@@ -762,6 +768,7 @@ class Wallet(Aggregate):
     @event("AlertRaised")
     def _alert_raised(
         self,
+        company_id: str,
         alert: str,
         balance: Decimal,
         available: Decimal,
@@ -776,12 +783,19 @@ class Wallet(Aggregate):
             self.triggered = sorted({*self.triggered, alert})
 
     @event("TriggersRearmed")
-    def _triggers_rearmed(self, triggers: list[str], balance: Decimal, available: Decimal) -> None:
+    def _triggers_rearmed(
+        self, company_id: str, triggers: list[str], balance: Decimal, available: Decimal
+    ) -> None:
         self.triggered = [t for t in self.triggered if t not in triggers]
 
     @event("AutoTopupTriggered")
     def _auto_topup_triggered(
-        self, amount: Decimal, trigger_balance: Decimal, auto_approve: bool, balance: Decimal
+        self,
+        company_id: str,
+        amount: Decimal,
+        trigger_balance: Decimal,
+        auto_approve: bool,
+        balance: Decimal,
     ) -> None:
         self.triggered = sorted({*self.triggered, AUTO_TOPUP})
 

@@ -73,6 +73,11 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/wallets/{co}/transactions", True, 200),
     Endpoint("GET", "/v1/wallets/{co}/usage?group_by=category", True, 200),
     Endpoint(
+        "GET", "/v1/wallets/{co}/authorization?waba_id={co}-w1&category=marketing&units=2",
+        True, 200,
+    ),
+    Endpoint("GET", "/v1/wallets/{co}/alerts", True, 200),
+    Endpoint(
         "POST", "/v1/topup-requests", True, 201,
         lambda co: {"company_id": co, "amount": "10", "currency": "USD", "note": "hi"},
     ),
@@ -83,6 +88,10 @@ ENDPOINTS = [
         lambda co: {"company_id": f"{co}-new", "currency": "USD", "postpaid_limit": "5"},
     ),
     Endpoint("PATCH", "/v1/wallets/{co}", False, 200, lambda co: {"postpaid_limit": "20"}),
+    Endpoint(
+        "PATCH", "/v1/wallets/{co}", False, 200,
+        lambda co: {"alerts": {"low_balance_threshold": "30"}, "cycle": {"anchor_day": 5}},
+    ),
     Endpoint("POST", "/v1/wallets/{co}/senders", False, 201, lambda co: {"waba_id": f"{co}-w2"}),
     Endpoint("DELETE", "/v1/wallets/{co}/senders/{co}-w1", False, 200),
     Endpoint("POST", "/v1/topup-requests/{topup}/approve", False, 200, topup="pending"),

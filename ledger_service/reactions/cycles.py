@@ -1,0 +1,64 @@
+"""Billing cycles: start every wallet's due cycles (quota expiry and grant), exactly once.
+
+Which wallets may be due comes from the wallet read model (``next_cycle_at``); whether a cycle
+is really due is decided by the aggregate itself, so a stale read model costs a wasted load,
+never a double grant. Runs in ``ledger run`` every ``cycle_check_interval_s`` and on demand as
+``ledger cycles run [--at TIME]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import structlog
+
+from ledger_service.application import LedgerApplication
+from projections.tables import ReadModelTables
+
+log = structlog.get_logger(__name__)
+
+Connect = Callable[[], psycopg.Connection[Any]]
+SCHEDULER_ACTOR = "cycle-scheduler"
+
+
+def wallets_due(connect: Connect, tables: ReadModelTables, now: datetime) -> list[UUID]:
+    with connect() as conn:
+        rows = conn.execute(
+            f"SELECT wallet_id FROM {tables['rm_wallet_balances']} "
+            "WHERE next_cycle_at IS NULL OR next_cycle_at <= %s ORDER BY wallet_id",
+            (now,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def run_cycles(
+    ledger: LedgerApplication, connect: Connect, tables: ReadModelTables, now: datetime
+) -> tuple[int, int]:
+    """(wallets looked at, cycles started) as of ``now``."""
+    due = wallets_due(connect, tables, now)
+    started = ledger.start_due_cycles(due, now=now, actor=SCHEDULER_ACTOR) if due else 0
+    if started:
+        log.info("cycles_started", wallets=len(due), cycles=started, at=now.isoformat())
+    return len(due), started
+
+
+async def schedule_cycles(
+    ledger: LedgerApplication,
+    connect: Connect,
+    tables: ReadModelTables,
+    stop: asyncio.Event,
+    interval_s: float,
+) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(run_cycles, ledger, connect, tables, datetime.now(UTC))
+        except Exception as exc:
+            log.warning("cycle_scheduler_error", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)

@@ -1,0 +1,144 @@
+"""Publishes alerts to Kafka topic ``ledger.notifications.v1`` as CloudEvents.
+
+At least once, with stable ids: a CloudEvent's ``id`` is ``<wallet id>:<event version>``, the
+identity of the alert's event in the store, so a re-sent notification (after a crash between
+publishing and saving the position) carries the same id and consumers deduplicate on it. The
+relay follows the log from its own position: a broker outage delays notifications, never a
+deduction, and replaying read models re-sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from eventsourcing.utils import get_topic
+
+from ledger_service.domain.money import format_amount
+from ledger_service.domain.policies import BALANCE_ALERTS, BALANCE_RECOVERED
+from ledger_service.domain.wallet import Wallet
+from ledger_service.reactions.follower import Batch, LogFollower
+
+log = structlog.get_logger(__name__)
+
+RELAY_NAME = "notifications"
+SOURCE = "//ledger/wallets"
+TYPE_PREFIX = "ledger.alert."
+ALERT_RAISED = "Wallet.AlertRaised"
+TOPICS = (f"{get_topic(Wallet)}.AlertRaised", f"{get_topic(Wallet)}.TriggersRearmed")
+
+
+def cloudevent_of(position: int, event: Any) -> tuple[str, dict[str, Any]] | None:
+    """(key, CloudEvent) of one alert event; None for an event that notifies nobody."""
+    data: dict[str, Any] = {
+        "company_id": event.company_id,
+        "wallet_id": str(event.originator_id),
+        "balance": format_amount(event.balance),
+        "available": format_amount(event.available),
+        "position": position,
+    }
+    if type(event).__qualname__ == ALERT_RAISED:
+        alert = event.alert
+        data |= {
+            "threshold": _amount(event.threshold),
+            "measured": _amount(event.measured),
+            "category": event.category,
+            "day": event.day,
+        }
+    else:
+        recovered = sorted(t for t in event.triggers if t in BALANCE_ALERTS)
+        if not recovered:
+            return None
+        alert = BALANCE_RECOVERED
+        data["recovered"] = recovered
+    data["alert"] = alert
+    return event.company_id, {
+        "specversion": "1.0",
+        "id": f"{event.originator_id}:{event.originator_version}",
+        "source": SOURCE,
+        "type": TYPE_PREFIX + alert,
+        "time": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "subject": event.company_id,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def _amount(value: Any) -> str | None:
+    return None if value is None else format_amount(value)
+
+
+class NotificationRelay:
+    def __init__(
+        self,
+        follower: LogFollower,
+        *,
+        bootstrap: str,
+        topic: str,
+        poll_interval_s: float = 0.5,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self.follower = follower
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.poll_interval_s = poll_interval_s
+        self.backoff_max_s = backoff_max_s
+        self.published = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=5,
+            enable_idempotence=False,  # the embedded Tansu broker refuses idempotent producers
+        )
+        backoff = self.poll_interval_s
+        started = False
+        try:
+            while not stop.is_set():
+                try:
+                    if not started:
+                        await producer.start()
+                        started = True
+                    busy = await self.relay_once(producer)
+                    backoff = self.poll_interval_s
+                except (KafkaError, OSError) as exc:
+                    log.warning("notification_relay_unavailable", error=repr(exc))
+                    backoff = min(backoff * 2, self.backoff_max_s)
+                    busy = False
+                if not busy:
+                    await _wait(stop, backoff)
+        finally:
+            if started:
+                await producer.stop()
+
+    async def relay_once(self, producer: AIOKafkaProducer) -> bool:
+        """Publish the next batch and save the position after the broker acknowledged all of
+        it; False when there was nothing new."""
+        batch: Batch | None = await asyncio.to_thread(self.follower.next_batch)
+        if batch is None:
+            return False
+        sent = []
+        for position, event in batch.events:
+            message = cloudevent_of(position, event)
+            if message is not None:
+                key, value = message
+                sent.append(
+                    await producer.send(self.topic, json.dumps(value).encode(), key=key.encode())
+                )
+        await asyncio.gather(*sent)
+        await asyncio.to_thread(self.follower.done, batch)
+        self.published += len(sent)
+        if sent:
+            log.info("notifications_published", count=len(sent), through=batch.through)
+        return True
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

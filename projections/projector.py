@@ -199,6 +199,9 @@ class Projector:
         positions = self.tables["rm_projection_positions"]
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
+                # Shared with other batches, exclusive with setup's DDL (CREATE INDEX IF NOT
+                # EXISTS and migrations lock tables): the two never interleave into a deadlock.
+                cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SETUP_LOCK_ID,))
                 cur.execute(
                     f"SELECT position FROM {positions} WHERE name = %s FOR UPDATE", (self.name,)
                 )

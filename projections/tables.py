@@ -45,17 +45,27 @@ CREATE TABLE IF NOT EXISTS {s}.rm_wallet_balances (
     rate_card jsonb NOT NULL,
     opened_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL,
-    position bigint NOT NULL
+    position bigint NOT NULL,
+    policies jsonb NOT NULL DEFAULT '{{}}',
+    cycle_start timestamptz,
+    next_cycle_at timestamptz,
+    alerts_active text[] NOT NULL DEFAULT '{{}}',
+    blocked jsonb NOT NULL DEFAULT '{{}}'
 );
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_company ON {s}.rm_wallet_balances (company_id);
--- Policy columns came with alerts and cycles: tables built before them get the columns here,
--- and `ledger replay --all` fills them from history.
+-- Policy columns came with alerts and cycles: tables built before them get the columns here
+-- (only then: ALTER TABLE locks out the live projector), and `ledger replay --all` fills them.
+DO $migrate$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{name}'
+               AND table_name = 'rm_wallet_balances' AND column_name = 'blocked') THEN
 ALTER TABLE {s}.rm_wallet_balances
     ADD COLUMN IF NOT EXISTS policies jsonb NOT NULL DEFAULT '{{}}',
     ADD COLUMN IF NOT EXISTS cycle_start timestamptz,
     ADD COLUMN IF NOT EXISTS next_cycle_at timestamptz,
     ADD COLUMN IF NOT EXISTS alerts_active text[] NOT NULL DEFAULT '{{}}',
     ADD COLUMN IF NOT EXISTS blocked jsonb NOT NULL DEFAULT '{{}}';
+END IF;
+END $migrate$;
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_next_cycle
     ON {s}.rm_wallet_balances (next_cycle_at);
 CREATE TABLE IF NOT EXISTS {s}.rm_alerts (
@@ -167,4 +177,4 @@ class ReadModelTables:
         return f'"{self.schema}".{table}'
 
     def ddl(self) -> str:
-        return _DDL.format(s=f'"{self.schema}"')
+        return _DDL.format(s=f'"{self.schema}"', name=self.schema)

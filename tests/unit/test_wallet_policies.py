@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,10 +29,10 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
     monkeypatch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", clock)
-    yield clock
+    return clock
 
 
 def new_wallet(*, included: str = "0", prepaid: str = "100", limit: str = "50") -> Wallet:

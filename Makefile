@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration install bench-core bench-ingest bench-api bench-replay clean
+.PHONY: run test lint unit integration install bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-core: $(STAMP)
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.bench_ingest
 
+# The spread scenario alternately without and with alerting wallet policies (relay running).
+bench-ingest-alerts: $(STAMP)
+	BENCH_ALERTS_AB=1 $(BIN)/python -m bench.bench_ingest
+
 bench-replay: $(STAMP)
 	$(BIN)/python -m bench.bench_replay
 
@@ -46,6 +50,10 @@ bench-replay: $(STAMP)
 # SELECT, and event-to-read-model lag at 2,000 events/s. Takes about three minutes.
 bench-api: $(STAMP)
 	$(BIN)/python -m bench.bench_api
+
+# Pre-send authorization at 500 req/s (allowed and denied) next to /healthz; about 3 minutes.
+bench-authz: $(STAMP)
+	$(BIN)/python -m bench.bench_authz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -12,6 +12,11 @@ Against a real PostgreSQL (fresh database) and the Tansu broker on loopback:
 
 Baseline in the same run: raw batched INSERT rows/s (1,000 rows per transaction) of rows
 shaped like the stored events, into the same PostgreSQL.
+
+`BENCH_ALERTS_AB=1` runs instead the spread scenario alternately without wallet policies and
+with policies that make every wallet raise alerts during the run (low balance, rapid burn, a
+spending cap, an auto top-up trigger) while the notification relay publishes them to the broker
+from the same process, as `ledger run` does; `BENCH_ROUNDS` rounds (default 2).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import psycopg
 
 from bench.bench_core import raw_round
 from bench.common import fresh_database
-from ledger_service.bootstrap import bootstrap, build_consumer, build_ledger
+from ledger_service.application import LedgerApplication
+from ledger_service.bootstrap import bootstrap, build_consumer, build_ledger, build_relay
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker
 from ledger_service.ingestion.batch import BatchOutcome
@@ -97,11 +103,14 @@ class Clock:
         return (self.consumed - first_n) / (last - first)
 
 
-async def consume(settings: Settings, expected: int, clock: Clock, timeout_s: float) -> None:
+async def consume(
+    settings: Settings, expected: int, clock: Clock, timeout_s: float, relay: bool = False
+) -> None:
     container = bootstrap(settings, with_broker=True)
     consumer, _ = build_consumer(container, on_committed=clock.on_committed)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
+    relaying = asyncio.create_task(build_relay(container).run(stop)) if relay else None
     deadline = time.monotonic() + timeout_s
     try:
         while clock.consumed < expected and time.monotonic() < deadline and not task.done():
@@ -109,6 +118,8 @@ async def consume(settings: Settings, expected: int, clock: Clock, timeout_s: fl
     finally:
         stop.set()
         await task
+        if relaying is not None:
+            await relaying
         container.close()
     if clock.consumed < expected:
         raise RuntimeError(f"consumed {clock.consumed} of {expected} within {timeout_s}s")
@@ -122,6 +133,7 @@ def scenario_settings(url: str, kafka: str, name: str) -> Settings:
         usage_topic=f"bench-usage-{name}",
         dlq_topic=f"bench-dlq-{name}",
         consumer_group=f"bench-{name}",
+        notifications_topic=f"bench-notifications-{name}",
         batch_size_max=2000,
         log_level="warning",
     )
@@ -137,14 +149,19 @@ def environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def throughput(url: str, kafka: str, name: str, shape: SampleShape) -> tuple[float, int]:
+def throughput(
+    url: str, kafka: str, name: str, shape: SampleShape, relay: bool = False
+) -> tuple[float, int]:
     settings = scenario_settings(url, kafka, name)
-    asyncio.run(ensure_topics(kafka, {settings.usage_topic: PARTITIONS, settings.dlq_topic: 1}))
+    topics = {settings.usage_topic: PARTITIONS, settings.dlq_topic: 1}
+    if relay:
+        topics[settings.notifications_topic] = PARTITIONS
+    asyncio.run(ensure_topics(kafka, topics))
     publish = publisher(environment(settings), shape, EVENTS)
     if publish.wait() != 0:
         raise RuntimeError("publish-sample failed")
     clock = Clock()
-    asyncio.run(consume(settings, EVENTS, clock, timeout_s=600))
+    asyncio.run(consume(settings, EVENTS, clock, timeout_s=600, relay=relay))
     with psycopg.connect(url) as conn:
         keys = conn.execute("SELECT count(*) FROM ledger_usage_keys").fetchone()
     return clock.rate(), int(keys[0]) if keys else 0
@@ -186,7 +203,71 @@ def percentile(values: list[float], pct: float) -> float:
     return statistics.quantiles(values, n=1000)[int(pct * 10) - 1]
 
 
+def alerting_policies(ledger: LedgerApplication, shape: SampleShape) -> None:
+    """Policies under which every wallet alerts during the run (200 events per wallet)."""
+    for i in range(shape.companies):
+        ledger.configure_wallet(
+            company_id=shape.company(i),
+            alerts={"low_balance_threshold": "995", "burn_limit_24h": "2"},
+            spending_caps={"marketing": {"units": 20}},
+            auto_topup={"trigger_balance": "990", "amount": "100"},
+            actor="bench",
+            idempotency_key="bench-policies",
+        )
+
+
+def alerts_ab() -> None:
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+    shape = SampleShape(1000, 3)
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    raws: list[float] = []
+    kafka, stop_broker = start_embedded_broker(free_port())
+    try:
+        for round_ in range(rounds):
+            for mode in ("off", "on"):
+                with fresh_database() as url:
+                    ledger = build_ledger(Settings(environment="test"), url)
+                    setup_wallets(ledger, shape)
+                    if mode == "on":
+                        alerting_policies(ledger, shape)
+                    ledger.close()
+                    name = f"ab-{mode}-{round_}"
+                    rate, _ = throughput(url, kafka, name, shape, relay=mode == "on")
+                    rates[mode].append(rate)
+                    raws.append(raw_round(url, 1000, 50_000, b"x" * 600))
+                    alerts = count_alerts(url) if mode == "on" else 0
+                print(
+                    f"round {round_ + 1} alerts {mode:<3}: {rate:,.0f} deductions/s "
+                    f"(alert events raised: {alerts:,})",
+                    flush=True,
+                )
+    finally:
+        stop_broker()
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    raw = statistics.median(raws)
+    print(f"spread, alerts off: median {off:,.0f} deductions/s ({_runs(rates['off'])})")
+    print(f"spread, alerts on:  median {on:,.0f} deductions/s ({_runs(rates['on'])})")
+    print(f"baseline raw batched INSERT (1000 rows/tx, 600-byte rows): median {raw:,.0f} rows/s")
+    print(f"alerts on / off: {on / off:.2f} (floor: lose no more than 15%, i.e. >= 0.85)")
+
+
+def count_alerts(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM ledger_events WHERE topic LIKE %s",
+            ("%Wallet.AlertRaised",),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _runs(values: list[float]) -> str:
+    return "runs: " + ", ".join(f"{v:,.0f}" for v in values)
+
+
 def main() -> None:
+    if os.environ.get("BENCH_ALERTS_AB") == "1":
+        alerts_ab()
+        return
     with fresh_database() as url:
         kafka, stop_broker = start_embedded_broker(free_port())
         try:

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from ledger_service.application import LedgerApplication, Usage
 from ledger_service.audit.replay import replay
+from ledger_service.audit.verify import read_model_snapshot, verify
 from ledger_service.bootstrap import (
     Container,
     bootstrap,
@@ -149,6 +150,9 @@ async def test_alerts_fire_once_per_crossing_under_duplicates_and_publish_stable
         before = _alerts_rows(fresh_database_url)
         replay(container.ledger, connector(container), live_schema="public")
         assert _alerts_rows(fresh_database_url) == before
+        with psycopg.connect(fresh_database_url) as conn:
+            report = verify(container.ledger, read_model_snapshot(conn, "public"))
+            assert report.ok, report.problems
         assert [row[1] for row in before] == [
             "low_balance_warning",
             "balance_below_zero",
@@ -265,6 +269,42 @@ def test_cycles_start_once_under_double_concurrent_and_crashed_runs_and_catch_up
         wallet = pg_ledger.get_wallet(company)
         assert wallet.included == D("100")
         assert wallet.cycle_start <= now < wallet.next_cycle_at
+
+
+def test_cycles_replay_equal_and_verify(fresh_database_url: str) -> None:
+    """Expiries and grants are ordinary double-entry movements: the books balance, verify
+    passes and a replay rebuilds exactly what the live projection built."""
+    settings = Settings(environment="test", database_url=fresh_database_url, db_pool_size=2)
+    container = bootstrap(settings, database_url=fresh_database_url)
+    ledger = container.ledger
+    try:
+        open_company(ledger, "cyc", ["cyc-s"], included="100", prepaid="5")
+        ledger.apply_usage(_usage("cyc", "cyc-s", "u1"))
+        start = ledger.get_wallet("cyc").cycle_start
+        assert ledger.start_due_cycles(
+            [wallet_id("cyc")], now=start + timedelta(days=70), actor="t"
+        )
+        projector = build_projector(container)
+        projector.catch_up()
+        projector.close()
+        with psycopg.connect(fresh_database_url) as conn:
+            live = conn.execute("SELECT * FROM rm_wallet_balances ORDER BY wallet_id").fetchall()
+            entries = conn.execute("SELECT * FROM rm_ledger_entries ORDER BY position").fetchall()
+        replay(ledger, connector(container), live_schema="public")
+        with psycopg.connect(fresh_database_url) as conn:
+            assert (
+                conn.execute("SELECT * FROM rm_wallet_balances ORDER BY wallet_id").fetchall()
+                == live
+            )
+            assert (
+                conn.execute("SELECT * FROM rm_ledger_entries ORDER BY position").fetchall()
+                == entries
+            )
+            assert [e[4] for e in entries].count("expiry") == 2
+            report = verify(ledger, read_model_snapshot(conn, "public"))
+            assert report.ok, report.problems
+    finally:
+        container.close()
 
 
 def test_cycle_scheduler_finds_due_wallets_through_the_read_model(

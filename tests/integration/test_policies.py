@@ -301,6 +301,7 @@ def test_cycles_replay_equal_and_verify(fresh_database_url: str) -> None:
                 == entries
             )
             assert [e[4] for e in entries].count("expiry") == 2
+            conn.commit()
             report = verify(ledger, read_model_snapshot(conn, "public"))
             assert report.ok, report.problems
     finally:

@@ -46,6 +46,8 @@ def replay(
     to_position: int | None = None,
     # Large batches: per-key upserts (wallets, usage days, accounts) are paid once per batch.
     batch_size_max: int = 20_000,
+    # Wallet/top-up/usage/account rows held in memory before they are written (see rebuild).
+    state_rows_max: int = 100_000,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     build = ReadModelTables(f"rm_replay_{uuid.uuid4().hex[:10]}")
@@ -60,10 +62,9 @@ def replay(
     events = 0
     try:
         projector.setup()
-        while batch := projector.project_batch(stop=to_position):
-            events += batch
-            if progress is not None:
-                progress(events)
+        events = projector.rebuild(
+            stop=to_position, progress=progress, state_rows_max=state_rows_max
+        )
         seconds = time.perf_counter() - started
         position = projector.position()
     except BaseException:

@@ -228,9 +228,14 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+# The rebuild holds wallet/usage/account rows in memory across sections and writes them when
+# more than ``state_rows_max`` are held: both ways (and writing after every section) must
+# build the same rows as the live projector.
+@pytest.mark.parametrize("state_rows_max", [100_000, 3, 0])
 def test_replay_rebuilds_the_read_models_row_for_row_and_swaps_atomically(
     ledger: LedgerApplication,
     fresh_database_url: str,
+    state_rows_max: int,
 ) -> None:
     workload(ledger)
     projector = live_projection(ledger, fresh_database_url)
@@ -256,6 +261,7 @@ def test_replay_rebuilds_the_read_models_row_for_row_and_swaps_atomically(
             lambda: psycopg.connect(fresh_database_url),
             live_schema="public",
             batch_size_max=7,
+            state_rows_max=state_rows_max,
         )
     finally:
         stop.set()

@@ -20,11 +20,15 @@ import structlog
 
 from ledger_service.application import LedgerApplication
 from projections.projector import SETUP_LOCK_ID, Projector
-from projections.tables import ALL_TABLES, ReadModelTables
+from projections.tables import ALL_TABLES, ENTRIES, ReadModelTables
 
 log = structlog.get_logger(__name__)
 
 Connect = Callable[[], psycopg.Connection[Any]]
+
+DEFERRED_INDEX_TABLES = (ENTRIES,)
+"""Tables of the rebuild whose primary key and indexes are built once after the load (one sort
+each) instead of being maintained row by row: the ledger entries, one row per money event."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,13 @@ def replay(
     events = 0
     try:
         projector.setup()
+        recreate = _drop_indexes(projector.conn, build)
         events = projector.rebuild(
             stop=to_position, progress=progress, state_rows_max=state_rows_max
         )
+        with projector.conn.transaction():
+            for statement in recreate:
+                projector.conn.execute(statement)
         seconds = time.perf_counter() - started
         position = projector.position()
     except BaseException:
@@ -92,6 +100,33 @@ def swap_in(connect: Connect, build_schema: str, live_schema: str) -> None:
             conn.execute(f"DROP TABLE IF EXISTS {live[table]}")
             conn.execute(f'ALTER TABLE "{build_schema}".{table} SET SCHEMA "{live.schema}"')
         conn.execute(f'DROP SCHEMA "{build_schema}"')
+
+
+def _drop_indexes(conn: psycopg.Connection[Any], tables: ReadModelTables) -> list[str]:
+    """Drop the (still empty) keys and indexes of ``DEFERRED_INDEX_TABLES``; the statements
+    that recreate them as the DDL made them (read back from the catalogue, not repeated)."""
+    recreate: list[str] = []
+    with conn.transaction():
+        for table in DEFERRED_INDEX_TABLES:
+            name = tables[table]
+            keys = conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = %s::regclass AND contype IN ('p', 'u') ORDER BY conname",
+                (name,),
+            ).fetchall()
+            indexes = conn.execute(
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index i "
+                "WHERE indrelid = %s::regclass AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1",
+                (name,),
+            ).fetchall()
+            for key, definition in keys:
+                conn.execute(f'ALTER TABLE {name} DROP CONSTRAINT "{key}"')
+                recreate.append(f'ALTER TABLE {name} ADD CONSTRAINT "{key}" {definition}')
+            for index, definition in indexes:
+                conn.execute(f"DROP INDEX {index}")
+                recreate.append(definition)
+    return recreate
 
 
 def _drop_schema(connect: Connect, schema: str) -> None:

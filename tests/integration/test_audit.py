@@ -228,9 +228,29 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+def keys_and_indexes(url: str) -> set[tuple[str, ...]]:
+    """Every key, constraint and index of the live read-model tables, as the catalogue has it."""
+    with psycopg.connect(url) as conn:
+        indexes = conn.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = 'public' AND tablename LIKE 'rm_%%'"
+        ).fetchall()
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace "
+            "AND conrelid::regclass::text LIKE 'rm_%%'"
+        ).fetchall()
+    return {tuple(row) for row in [*indexes, *constraints]}
+
+
+# The rebuild holds wallet/usage/account rows in memory across sections and writes them when
+# more than ``state_rows_max`` are held: both ways (and writing after every section) must
+# build the same rows as the live projector.
+@pytest.mark.parametrize("state_rows_max", [100_000, 3, 0])
 def test_replay_rebuilds_the_read_models_row_for_row_and_swaps_atomically(
     ledger: LedgerApplication,
     fresh_database_url: str,
+    state_rows_max: int,
 ) -> None:
     workload(ledger)
     projector = live_projection(ledger, fresh_database_url)
@@ -238,6 +258,10 @@ def test_replay_rebuilds_the_read_models_row_for_row_and_swaps_atomically(
     projector.close()
     live = dump(fresh_database_url)
     assert len(live["rm_ledger_entries"]) > 60
+    live_indexes = keys_and_indexes(fresh_database_url)
+    assert ("rm_ledger_entries", "rm_ledger_entries_pkey", 'PRIMARY KEY ("position")') in (
+        live_indexes
+    )
 
     wallets_seen: list[int] = []
     stop = threading.Event()
@@ -256,12 +280,15 @@ def test_replay_rebuilds_the_read_models_row_for_row_and_swaps_atomically(
             lambda: psycopg.connect(fresh_database_url),
             live_schema="public",
             batch_size_max=7,
+            state_rows_max=state_rows_max,
         )
     finally:
         stop.set()
         watcher.join()
     assert result.position == head
     assert dump(fresh_database_url) == live
+    # The rebuild builds the entries' key and indexes after loading them: all there again.
+    assert keys_and_indexes(fresh_database_url) == live_indexes
     assert wallets_seen
     assert set(wallets_seen) == {2}  # never an empty or half-built table
     with psycopg.connect(fresh_database_url) as conn:

@@ -6,6 +6,7 @@ counts from then). Each round measures, at the same rate and for the same time:
 
 * `GET /v1/wallets/{id}/authorization` answered "allowed";
 * the same endpoint answered "denied" (the category's daily cap was reached);
+* `GET /v1/wallets/{id}`, the balance read (baseline: the same stack and one row read);
 * `GET /healthz`, the HTTP stack alone (baseline).
 
 Floor (issue 6): authorization p99 <= 10 ms at 500 req/s with zero errors.
@@ -70,6 +71,7 @@ async def round_of(port: int, company: str, args: argparse.Namespace) -> list[Ru
     for name, path in (
         ("authorization (allowed)", base + "marketing"),
         ("authorization (cap reached)", base + "utility"),
+        ("GET /v1/wallets/{id} (baseline)", f"/v1/wallets/{company}"),
         ("GET /healthz (baseline)", "/healthz"),
     ):
         workers = http_workers(port, path, token, args.connections)

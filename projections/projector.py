@@ -336,9 +336,14 @@ class Projector:
                 self._load_missing(cur, builder, events)
                 for position, event in events:
                     builder.apply(position, event)
-                # A builder holding only the entries writes only the entries.
-                self._write(cur, BatchBuilder(wallets={}, topups={}, entries=builder.entries))
-                builder.entries = []
+                # A builder holding only the entries and alerts writes only those.
+                self._write(
+                    cur,
+                    BatchBuilder(
+                        wallets={}, topups={}, entries=builder.entries, alerts=builder.alerts
+                    ),
+                )
+                builder.entries, builder.alerts = [], []
                 if _state_rows(builder) > state_rows_max:
                     self._flush_state(cur, builder, start - 1)
                     builder = BatchBuilder(wallets={}, topups={})

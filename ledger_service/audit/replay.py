@@ -19,9 +19,13 @@ from typing import Any
 
 import psycopg
 import structlog
+from eventsourcing.persistence import Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
 
 from ledger_service.application import LedgerApplication
-from projections.projector import SETUP_LOCK_ID, Projector
+from projections.projector import SETUP_LOCK_ID, NotificationSource, Projector
 from projections.tables import ALL_TABLES, ENTRIES, ReadModelTables
 
 log = structlog.get_logger(__name__)
@@ -59,7 +63,7 @@ def replay(
     build = ReadModelTables(f"rm_replay_{uuid.uuid4().hex[:10]}")
     projector = Projector(
         connect,
-        ledger.recorder,  # type: ignore[arg-type]
+        _notification_log(ledger),
         ledger.mapper,
         tables=build,
         batch_size_max=batch_size_max,
@@ -91,6 +95,60 @@ def replay(
         events_per_s=round(events / seconds) if seconds else None,
     )
     return ReplayResult(events, position, seconds)
+
+
+def _notification_log(ledger: LedgerApplication) -> NotificationSource:
+    recorder = ledger.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        return BinaryNotificationLog(recorder)
+    return recorder  # type: ignore[return-value]
+
+
+class BinaryNotificationLog:
+    """The event store's notification log, read for a rebuild: the rows and order of the
+    recorder's ``select_notifications`` (same table, same connection pool), fetched in binary
+    format as tuples. A rebuild reads every event, and the text format hex-encodes each stored
+    state on the server and decodes it again here, and a row is first made a dict."""
+
+    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
+        self.recorder = recorder
+        self.channel_name = recorder.channel_name
+        self._select = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE notification_id >= %s"
+        ).format(
+            schema=Identifier(recorder.datastore.schema),
+            table=Identifier(recorder.events_table_name),
+        )
+
+    def select_notifications(
+        self, start: int | None, limit: int, stop: int | None = None
+    ) -> list[Notification]:
+        statement, params = self._select, [start or 1]
+        if stop is not None:
+            statement += SQL(" AND notification_id <= %s")
+            params.append(stop)
+        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        params.append(limit)
+        with (
+            self.recorder.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as cur,
+        ):
+            cur.execute(statement, params, prepare=True)
+            return [
+                Notification(
+                    id=row[0],
+                    originator_id=row[1],
+                    originator_version=row[2],
+                    topic=row[3],
+                    state=row[4],
+                )
+                for row in cur
+            ]
+
+    def max_notification_id(self) -> int | None:
+        head = self.recorder.max_notification_id()
+        return None if head is None else int(head)
 
 
 def swap_in(connect: Connect, build_schema: str, live_schema: str) -> None:

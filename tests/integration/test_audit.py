@@ -16,7 +16,7 @@ import pytest
 from ledger_service.application import LedgerApplication, Usage
 from ledger_service.audit.export import audit_rows, write_rows
 from ledger_service.audit.history import wallet_as_of
-from ledger_service.audit.replay import replay
+from ledger_service.audit.replay import BinaryNotificationLog, replay
 from ledger_service.audit.verify import read_model_snapshot, verify
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
@@ -296,6 +296,27 @@ def test_replay_rebuilds_the_read_models_row_for_row_and_swaps_atomically(
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rm_replay_%%'"
         ).fetchone()
     assert schemas == (0,)
+
+
+def test_the_replay_reads_the_same_notifications_as_the_recorder(
+    ledger: LedgerApplication,
+) -> None:
+    workload(ledger)
+    recorder: Any = ledger.recorder
+    log = BinaryNotificationLog(recorder)
+    head = log.max_notification_id()
+    assert head is not None
+    assert head == recorder.max_notification_id()
+    for start, limit, stop in [
+        (1, 1000, None),
+        (1, 7, None),
+        (5, 10, 9),
+        (3, 4, head),
+        (head, 5, None),
+    ]:
+        assert log.select_notifications(start, limit, stop) == recorder.select_notifications(
+            start, limit, stop
+        )
 
 
 def test_replay_to_a_position_gives_the_read_models_of_then(

@@ -439,15 +439,35 @@ class Wallet(Aggregate):
                 f"transfer of {amount} exceeds the prepaid balance {self.prepaid} "
                 f"of {self.company_id}"
             )
-        split = DebitSplit(ZERO, amount, ZERO, ZERO)
+        self._debit_entry(
+            amount,
+            DebitSplit(ZERO, amount, ZERO, ZERO),
+            kind=DebitKind.TRANSFER,
+            counter_account=accounts.TRANSFERS_IN_TRANSIT,
+            reference=transfer_reference,
+            actor=actor,
+        )
+        self._evaluate_triggers()
+
+    def _debit_entry(
+        self,
+        amount: Decimal,
+        split: DebitSplit,
+        *,
+        kind: DebitKind,
+        counter_account: str,
+        reference: str,
+        actor: str,
+    ) -> None:
+        """A debit that is not usage (transfer out, quota expiry): no sender, no pricing."""
         self._debited(
             **self._chained(
                 {
                     "amount": amount,
                     "split": split.as_dict(),
-                    "kind": DebitKind.TRANSFER.value,
-                    "counter_account": accounts.TRANSFERS_IN_TRANSIT,
-                    "reference": transfer_reference,
+                    "kind": kind.value,
+                    "counter_account": counter_account,
+                    "reference": reference,
                     "sender_id": None,
                     "conversation_id": None,
                     "category": None,
@@ -457,7 +477,6 @@ class Wallet(Aggregate):
                 }
             )
         )
-        self._evaluate_triggers()
 
     def _split(self, amount: Decimal) -> DebitSplit:
         return split_debit(
@@ -654,23 +673,13 @@ class Wallet(Aggregate):
         return len(due)
 
     def _expire_included(self, *, reference: str, actor: str) -> None:
-        amount = self.included
-        self._debited(
-            **self._chained(
-                {
-                    "amount": amount,
-                    "split": DebitSplit(amount, ZERO, ZERO, ZERO).as_dict(),
-                    "kind": DebitKind.EXPIRY.value,
-                    "counter_account": accounts.PROMOTIONS,
-                    "reference": reference,
-                    "sender_id": None,
-                    "conversation_id": None,
-                    "category": None,
-                    "units": 0,
-                    "unit_price": None,
-                    "actor": actor,
-                }
-            )
+        self._debit_entry(
+            self.included,
+            DebitSplit(self.included, ZERO, ZERO, ZERO),
+            kind=DebitKind.EXPIRY,
+            counter_account=accounts.PROMOTIONS,
+            reference=reference,
+            actor=actor,
         )
 
     @event("CycleStarted")

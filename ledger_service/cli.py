@@ -29,6 +29,7 @@ from ledger_service.bootstrap import (
     connector,
 )
 from ledger_service.config import Settings
+from ledger_service.domain.errors import LedgerError
 from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.ingestion.dlq import replay_dead_letters
 from ledger_service.ingestion.sample import SampleShape, publish, sample_events, setup_wallets
@@ -87,6 +88,17 @@ def cycles_run(
     finally:
         container.close()
     typer.echo(f"{started} cycles started across {wallets} wallets due at {now.isoformat()}")
+
+
+@contextlib.contextmanager
+def _refusals_as_exit() -> Iterator[None]:
+    """A refusal (unknown company, conflicting options) is one line and exit status 1, not a
+    traceback."""
+    try:
+        yield
+    except LedgerError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -432,7 +444,7 @@ def replay(
 @cli.command()
 def history(
     company: str = typer.Option(..., help="company id"),
-    at: datetime | None = typer.Option(None, help="a time (ISO 8601, with zone)"),
+    at: datetime | None = typer.Option(None, help="a time (ISO 8601; no zone means UTC)"),
     position: int | None = typer.Option(None, min=1, help="a global event position"),
     pool_sender: str | None = typer.Option(None, help="per_sender wallets: the sender"),
 ) -> None:
@@ -441,9 +453,14 @@ def history(
 
     container = bootstrap(_settings())
     try:
-        state = wallet_as_of(
-            container.ledger, company, position=position, at=at, pool_sender_id=pool_sender
-        )
+        with _refusals_as_exit():
+            state = wallet_as_of(
+                container.ledger,
+                company,
+                position=position,
+                at=None if at is None else _aware(at),
+                pool_sender_id=pool_sender,
+            )
     finally:
         container.close()
     typer.echo(json.dumps(state.as_dict(), indent=2))
@@ -468,10 +485,15 @@ def audit_export(
         raise typer.BadParameter("--format is csv or jsonl")
     container = bootstrap(_settings())
     try:
-        rows = audit_rows(
-            container.ledger, company, since=since, until=until, pool_sender_id=pool_sender
-        )
-        write_rows(rows, sys.stdout, fmt)
+        with _refusals_as_exit():
+            rows = audit_rows(
+                container.ledger,
+                company,
+                since=None if since is None else _aware(since),
+                until=None if until is None else _aware(until),
+                pool_sender_id=pool_sender,
+            )
+            write_rows(rows, sys.stdout, fmt)
     finally:
         container.close()
 

@@ -6,7 +6,10 @@ Checks, each reported with what and where (bounded: the first ``problems_max``):
 * every wallet's money events form an unbroken hash chain (an edited amount shows here);
 * each wallet's buckets recomputed from its events equal the state the application loads
   (snapshots included: a snapshot that disagrees with the events shows here);
-* the trial balance over all postings sums to zero;
+* the trial balance over all postings sums to zero (each event posts a balanced pair, so this
+  holds by construction; it guards the posting code itself);
+* each wallet's account in the books equals its recomputed bucket balance (a movement whose
+  bucket split does not add up to its amount shows here);
 * every completed top-up credited its wallet exactly once; no other top-up credited at all;
 * no usage event (CloudEvents source#id) changed a balance twice;
 * (optionally) the read models agree with the recomputation: wallet buckets and account
@@ -25,6 +28,7 @@ from uuid import UUID
 
 from ledger_service.application import LedgerApplication
 from ledger_service.audit.events import history
+from ledger_service.domain.accounts import wallet_account
 from ledger_service.domain.books import postings_of
 from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
 from ledger_service.domain.topup import TopupRequest
@@ -202,6 +206,13 @@ def _check_books(scan: _Scan, report: Report) -> None:
     total = sum(report.trial_balance.values(), Decimal(0))
     if total != 0:
         report.problem(f"trial balance does not sum to zero: {total}")
+    for wallet_id, figures in report.wallets.items():
+        booked = report.trial_balance.get(wallet_account(wallet_id), Decimal(0))
+        if booked != figures.balance:
+            report.problem(
+                f"wallet of {figures.company_id}: its account in the books holds {booked}, "
+                f"its buckets add up to {figures.balance} (a split that does not match its amount)"
+            )
     for topup_id, status in scan.topup_status.items():
         credits = scan.topup_credits.get(str(topup_id), 0)
         if credits != (1 if status == "completed" else 0):

@@ -151,24 +151,61 @@ def test_verify_names_a_deleted_event(ledger: LedgerApplication, fresh_database_
     assert any("version gap" in p for p in problems), problems
 
 
+def append_copy_as_next_version(url: str, company: str, topic: str, state_like: str) -> None:
+    """Re-append a copy of the company wallet's first ``topic`` event whose state matches
+    ``state_like``, as the wallet's next version (what a double application would leave)."""
+    wallet = wallet_id(company)
+    execute(
+        url,
+        "INSERT INTO ledger_events (originator_id, originator_version, topic, state) "
+        "SELECT originator_id, (SELECT max(originator_version) + 1 FROM ledger_events "
+        "WHERE originator_id = %s), topic, state FROM ledger_events "
+        "WHERE originator_id = %s AND topic LIKE %s "
+        "AND convert_from(state, 'UTF8') LIKE %s ORDER BY originator_version LIMIT 1",
+        wallet,
+        wallet,
+        f"%{topic}",
+        state_like,
+    )
+
+
 def test_verify_names_a_usage_applied_twice(
     ledger: LedgerApplication, fresh_database_url: str
 ) -> None:
     workload(ledger)
-    acme = wallet_id("acme")
-    # Re-append a copy of the first debit as the wallet's next version.
-    execute(
-        fresh_database_url,
-        "INSERT INTO ledger_events (originator_id, originator_version, topic, state) "
-        "SELECT originator_id, (SELECT max(originator_version) + 1 FROM ledger_events "
-        "WHERE originator_id = %s), topic, state FROM ledger_events "
-        "WHERE originator_id = %s AND topic LIKE '%%Wallet.Debited' "
-        "ORDER BY originator_version LIMIT 1",
-        acme,
-        acme,
-    )
+    append_copy_as_next_version(fresh_database_url, "acme", "Wallet.Debited", '%"kind":"usage"%')
     problems = faults(ledger)
     assert any("was applied 2 times" in p for p in problems), problems
+
+
+def test_verify_names_a_topup_credited_twice(
+    ledger: LedgerApplication, fresh_database_url: str
+) -> None:
+    workload(ledger)
+    append_copy_as_next_version(fresh_database_url, "acme", "Wallet.Credited", '%"kind":"topup"%')
+    problems = faults(ledger)
+    assert any(
+        p.startswith("top-up ") and "is completed and credited 2 times" in p for p in problems
+    ), problems
+
+
+def test_verify_names_a_split_that_does_not_add_up_to_its_amount(
+    ledger: LedgerApplication, fresh_database_url: str
+) -> None:
+    workload(ledger)
+    # The first usage debit's prepaid share raised from 0 to 1 while its amount stays 0.5.
+    execute(
+        fresh_database_url,
+        "UPDATE ledger_events SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+        '\'"prepaid":{"_type_":"decimal_str","_data_":"0E-7"}\', '
+        '\'"prepaid":{"_type_":"decimal_str","_data_":"1.0000000"}\'), \'UTF8\') '
+        "WHERE notification_id = (SELECT min(notification_id) FROM ledger_events "
+        "WHERE topic LIKE '%Wallet.Debited')",
+    )
+    problems = faults(ledger)
+    assert any(p.startswith("wallet of acme: its account in the books holds") for p in problems), (
+        problems
+    )
 
 
 def test_history_at_a_position_equals_what_the_live_system_reported(

@@ -97,9 +97,9 @@ async def test_alerts_fire_once_per_crossing_under_duplicates_and_publish_stable
     company = "alerting"
     events = [
         usage_event(company, "s1" if i % 2 else "s2", event_id=f"m{i}") for i in range(160)
-    ]  # 160 x 0.5 = 80 from prepaid 100 and a limit of 50: stays above zero at 20
+    ]  # 160 x 0.5 = 80 from prepaid 100: still above zero at 20 (low balance on the way)
     events += [usage_event(company, "s1", event_id=f"x{i}", units=3) for i in range(40)]
-    # 40 x 1.5 = 60 more: balance -40 (below zero), then overage past -50? no: available 10.
+    # 40 x 1.5 = 60 more: balance -40, below zero and past the credit limit of 30 (overage 10).
     async with running_consumer(settings) as running:
         ledger = running.container.ledger
         open_company(ledger, company, ["s1", "s2"], prepaid="100", limit="30")
@@ -107,6 +107,12 @@ async def test_alerts_fire_once_per_crossing_under_duplicates_and_publish_stable
         await produce(kafka_bootstrap, topics.usage, events[::3])  # published again, verbatim
         await wait_until_consumed(ledger, topics.usage, len(events) + len(events[::3]))
         assert running.total("duplicates") == len(events[::3])
+        # Redelivery: the consumer forgets its positions and is handed every record again.
+        ledger.forget_consumer_positions(f"kafka:{topics.usage}:")
+    async with running_consumer(settings) as running:
+        ledger = running.container.ledger
+        await wait_until_consumed(ledger, topics.usage, len(events) + len(events[::3]))
+        assert running.total("duplicates") == len(events) + len(events[::3])
     ledger = build_ledger(settings, fresh_database_url)
     try:
         wallet = ledger.get_wallet(company)
@@ -472,3 +478,50 @@ async def test_bad_policies_are_refused_and_write_nothing(
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["code"] == code, response.text
     assert pg_ledger.get_wallet(company_id).version == version
+
+
+async def test_patched_auto_topup_and_burn_limit_are_events_that_take_effect(
+    api: httpx.AsyncClient,
+    api_container: Container,
+    pg_ledger: LedgerApplication,
+    tokens: Tokens,
+    company_id: str,
+) -> None:
+    sender = f"{company_id}-s"
+    open_company(pg_ledger, company_id, [sender], prepaid="100", rate_card={"marketing": "10"})
+    before = pg_ledger.get_wallet(company_id).version
+    patch = await api.patch(
+        f"/v1/wallets/{company_id}",
+        json={
+            "auto_topup": {"trigger_balance": "50", "amount": "300", "auto_approve": False},
+            "alerts": {"low_balance_threshold": "5", "burn_limit_24h": "35"},
+        },
+        headers=tokens.operator() | {"Idempotency-Key": "policies"},
+    )
+    assert patch.status_code == 200, patch.text
+    recorded = [
+        type(e).__name__
+        for e in pg_ledger.events.get(wallet_id(company_id), gt=before)  # type: ignore[attr-defined]
+    ]
+    assert recorded == ["AlertSettingsChanged", "AutoTopupChanged"]
+
+    for i in range(3):  # 2 units x 10 each, 100 -> 40: crosses the 50 trigger; 60 > 35 in 24 h
+        pg_ledger.apply_usage(_usage(company_id, sender, f"p{i}"))
+    reactor = build_auto_topup(api_container)
+    while reactor.react_once():
+        pass
+    assert [(t.amount, t.status.value) for t in _topups(pg_ledger, company_id)] == [
+        (D("300"), "pending")
+    ]
+    tenant = tokens.tenant(company_id)
+    position = pg_ledger.recorder.max_notification_id()
+    wallet = (
+        await api.get(
+            f"/v1/wallets/{company_id}", params={"min_position": position}, headers=tenant
+        )
+    ).json()
+    assert wallet["policies"]["auto_topup"] == {
+        "enabled": True, "trigger_balance": "50", "amount": "300", "auto_approve": False,
+    }  # fmt: skip
+    alerts = (await api.get(f"/v1/wallets/{company_id}/alerts", headers=tenant)).json()
+    assert [a["alert"] for a in alerts["items"]] == ["rapid_burn"]

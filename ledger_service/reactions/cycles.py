@@ -58,6 +58,13 @@ async def schedule_cycles(
     while not stop.is_set():
         try:
             await asyncio.to_thread(run_cycles, ledger, connect, tables, datetime.now(UTC))
+        except psycopg.errors.UndefinedTable:
+            # `ledger react` alone on a new database: the projector has not created them yet.
+            log.info(
+                "cycle_scheduler_waiting",
+                reason="the wallet read model does not exist yet; it is built by the "
+                "projections (`ledger project` or `ledger run`)",
+            )
         except Exception as exc:
             log.warning("cycle_scheduler_error", error=repr(exc))
         with contextlib.suppress(TimeoutError):

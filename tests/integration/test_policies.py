@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -14,6 +15,7 @@ from uuid import UUID
 import httpx
 import psycopg
 import pytest
+import structlog.testing
 from aiokafka import AIOKafkaProducer
 
 from ledger_service.application import LedgerApplication, Usage
@@ -32,7 +34,7 @@ from ledger_service.config import Settings
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.wallet import Wallet
 from ledger_service.ingestion.topics import ensure_topics
-from ledger_service.reactions.cycles import run_cycles
+from ledger_service.reactions.cycles import run_cycles, schedule_cycles
 from ledger_service.reactions.notifications import NotificationRelay
 from projections.tables import ReadModelTables
 from tests.conftest import Tokens
@@ -525,3 +527,25 @@ async def test_patched_auto_topup_and_burn_limit_are_events_that_take_effect(
     }  # fmt: skip
     alerts = (await api.get(f"/v1/wallets/{company_id}/alerts", headers=tenant)).json()
     assert [a["alert"] for a in alerts["items"]] == ["rapid_burn"]
+
+
+async def test_cycle_scheduler_waits_quietly_for_the_read_models(fresh_database_url: str) -> None:
+    """`ledger react` alone on a new database: no read models yet is a wait, not an error."""
+    ledger = build_ledger(Settings(environment="test", db_pool_size=2), fresh_database_url)
+    stop = asyncio.Event()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            task = asyncio.create_task(
+                schedule_cycles(
+                    ledger, lambda: psycopg.connect(fresh_database_url),
+                    ReadModelTables("public"), stop, interval_s=0.05,
+                )
+            )  # fmt: skip
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.wait_for(task, timeout=5)
+    finally:
+        ledger.close()
+    events = {entry["event"] for entry in logs}
+    assert "cycle_scheduler_waiting" in events
+    assert "cycle_scheduler_error" not in events

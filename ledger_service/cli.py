@@ -106,6 +106,10 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _aware_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _aware(moment)
+
+
 @cli.command()
 def serve() -> None:
     """Serve the HTTP API only, until Ctrl-C / SIGTERM."""
@@ -458,7 +462,7 @@ def history(
                 container.ledger,
                 company,
                 position=position,
-                at=None if at is None else _aware(at),
+                at=_aware_or_none(at),
                 pool_sender_id=pool_sender,
             )
     finally:
@@ -489,8 +493,8 @@ def audit_export(
             rows = audit_rows(
                 container.ledger,
                 company,
-                since=None if since is None else _aware(since),
-                until=None if until is None else _aware(until),
+                since=_aware_or_none(since),
+                until=_aware_or_none(until),
                 pool_sender_id=pool_sender,
             )
             write_rows(rows, sys.stdout, fmt)

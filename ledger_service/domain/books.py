@@ -15,12 +15,13 @@ from ledger_service.domain.wallet import Wallet
 
 def postings_of(domain_event: DomainEventProtocol[UUID]) -> tuple[Posting, ...]:
     """The postings of one event; empty for events that move no money."""
-    if isinstance(domain_event, Wallet.Credited):
-        account = wallet_account(domain_event.originator_id)
-        return balanced_pair(account, domain_event.counter_account, domain_event.amount)
+    # Debits first: nearly every event is one (usage).
     if isinstance(domain_event, Wallet.Debited):
         account = wallet_account(domain_event.originator_id)
         return balanced_pair(account, domain_event.counter_account, -domain_event.amount)
+    if isinstance(domain_event, Wallet.Credited):
+        account = wallet_account(domain_event.originator_id)
+        return balanced_pair(account, domain_event.counter_account, domain_event.amount)
     if isinstance(domain_event, Transfer.Completed):
         return balanced_pair(
             domain_event.commission_account, "transfers:in_transit", domain_event.commission

@@ -17,16 +17,15 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from uuid import UUID
 
 import psycopg
 import structlog
 from eventsourcing.persistence import Notification
 
 from ledger_service import metrics
-from projections.builder import PROJECTED_TOPIC_PREFIXES, BatchBuilder, TopupRow, WalletRow
-from projections.builder import needs_loading as _needs_loading
+from projections.builder import PROJECTED_TOPIC_PREFIXES, BatchBuilder, needs_loading
 from projections.tables import PROJECTION_NAME, ReadModelTables
+from projections.writer import RowWriter
 
 log = structlog.get_logger(__name__)
 
@@ -49,36 +48,6 @@ class NotificationSource(Protocol):
 
 class EventMapper(Protocol):
     def to_domain_event(self, stored_event: Notification) -> Any: ...
-
-
-_WALLET_COLUMNS = (
-    "wallet_id, company_id, pool_sender_id, currency, mode, included, prepaid, postpaid_used, "
-    "postpaid_limit, included_quota, overage_total, senders, rate_card, opened_at, updated_at, "
-    "position, policies, cycle_start, next_cycle_at, alerts_active, blocked"
-)
-_JSON_COLUMNS = ("rate_card", "policies", "blocked")
-_TOPUP_COLUMNS = (
-    "topup_id, company_id, wallet_id, amount, currency, note, status, requested_by, "
-    "requested_at, updated_at, created_position, position, invoice_number, payment_reference, "
-    "reason, approved_by, paid_by, rejected_by, cancelled_by, approved_at, invoiced_at, paid_at, "
-    "completed_at, rejected_at, cancelled_at"
-)
-_ENTRY_COLUMNS = (
-    "position, wallet_id, company_id, direction, kind, amount, included, prepaid, postpaid, "
-    "overage, balance_before, balance_after, counter_account, reference, sender_id, "
-    "conversation_id, category, units, unit_price, actor, occurred_at"
-)
-
-
-def _upsert(table: str, columns: str, key: str, casts: dict[str, str] | None = None) -> str:
-    names = [c.strip() for c in columns.split(",")]
-    casts = casts or {}
-    values = ", ".join(f"%s{casts.get(n, '')}" for n in names)
-    updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n != key)
-    return (
-        f"INSERT INTO {table} ({columns}) VALUES ({values}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
-    )
 
 
 class Projector:
@@ -104,29 +73,7 @@ class Projector:
         self.before_commit = before_commit
         self._conn: psycopg.Connection[Any] | None = None
         self._position: int | None = None
-        t = self.tables
-        self._sql_wallet_upsert = _upsert(
-            t["rm_wallet_balances"], _WALLET_COLUMNS + ", balance, available", "wallet_id",
-            dict.fromkeys(_JSON_COLUMNS, "::jsonb"),
-        )  # fmt: skip
-        self._sql_topup_upsert = _upsert(t["rm_topups"], _TOPUP_COLUMNS, "topup_id")
-        self._sql_usage_upsert = (
-            f"INSERT INTO {t['rm_usage_daily']} (company_id, sender_id, category, day, "
-            "billable_count, failed_count, units, failed_units, amount) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (company_id, sender_id, category, day) DO UPDATE SET "
-            f"billable_count = {t['rm_usage_daily']}.billable_count + EXCLUDED.billable_count, "
-            f"failed_count = {t['rm_usage_daily']}.failed_count + EXCLUDED.failed_count, "
-            f"units = {t['rm_usage_daily']}.units + EXCLUDED.units, "
-            f"failed_units = {t['rm_usage_daily']}.failed_units + EXCLUDED.failed_units, "
-            f"amount = {t['rm_usage_daily']}.amount + EXCLUDED.amount"
-        )
-        self._sql_account_upsert = (
-            f"INSERT INTO {t['rm_account_totals']} (account, total, position) "
-            "VALUES (%s, %s, %s) ON CONFLICT (account) DO UPDATE SET "
-            f"total = {t['rm_account_totals']}.total + EXCLUDED.total, "
-            "position = EXCLUDED.position"
-        )
+        self.rows = RowWriter(self.tables)
 
     # -- connection and position ----------------------------------------------------------
 
@@ -209,10 +156,10 @@ class Projector:
                 committed = int(row[0]) if row else 0
                 if committed != self._position:
                     raise _PositionMoved(committed)
-                builder = self._load(cur, events)
+                builder = self.rows.load(cur, events)
                 for position, event in events:
                     builder.apply(position, event)
-                self._write(cur, builder)
+                self.rows.write(cur, builder)
                 cur.execute(
                     f"UPDATE {positions} SET position = %s, updated_at = now() WHERE name = %s",
                     (last, self.name),
@@ -225,68 +172,6 @@ class Projector:
             return False
         self._position = last
         return True
-
-    def _load(self, cur: psycopg.Cursor[Any], events: list[tuple[int, Any]]) -> BatchBuilder:
-        wallet_ids: set[UUID] = set()
-        topup_ids: set[UUID] = set()
-        for _, event in events:
-            load = _needs_loading(event)
-            if load is not None:
-                (wallet_ids if load[0] == "wallet" else topup_ids).add(load[1])
-        wallets: dict[UUID, WalletRow] = {}
-        topups: dict[UUID, TopupRow] = {}
-        if wallet_ids:
-            columns = ", ".join(
-                f"{c}::text" if c in _JSON_COLUMNS else c
-                for c in (name.strip() for name in _WALLET_COLUMNS.split(","))
-            )
-            cur.execute(
-                f"SELECT {columns} FROM {self.tables['rm_wallet_balances']} "
-                "WHERE wallet_id = ANY(%s)",
-                (list(wallet_ids),),
-            )
-            wallets = {row[0]: WalletRow(*row) for row in cur.fetchall()}
-        if topup_ids:
-            cur.execute(
-                f"SELECT {_TOPUP_COLUMNS} FROM {self.tables['rm_topups']} WHERE topup_id = ANY(%s)",
-                (list(topup_ids),),
-            )
-            topups = {row[0]: TopupRow(*row) for row in cur.fetchall()}
-        return BatchBuilder(wallets=wallets, topups=topups)
-
-    def _write(self, cur: psycopg.Cursor[Any], batch: BatchBuilder) -> None:
-        if batch.entries:
-            with cur.copy(
-                f"COPY {self.tables['rm_ledger_entries']} ({_ENTRY_COLUMNS}) FROM STDIN"
-            ) as copy:
-                for entry in batch.entries:
-                    copy.write_row(entry)
-        if batch.alerts:
-            cur.executemany(
-                f"INSERT INTO {self.tables['rm_alerts']} "
-                "(position, wallet_id, company_id, alert, detail, occurred_at) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
-                batch.alerts,
-            )
-        if batch.touched_wallets:
-            cur.executemany(
-                self._sql_wallet_upsert,
-                [_wallet_values(batch.wallets[w]) for w in sorted(batch.touched_wallets)],
-            )
-        if batch.touched_topups:
-            cur.executemany(
-                self._sql_topup_upsert,
-                [_topup_values(batch.topups[t]) for t in sorted(batch.touched_topups)],
-            )
-        if batch.usage:
-            cur.executemany(
-                self._sql_usage_upsert, [(*key, *counts) for key, counts in batch.usage.items()]
-            )
-        if batch.accounts:
-            cur.executemany(
-                self._sql_account_upsert,
-                [(account, total, pos) for account, (total, pos) in batch.accounts.items()],
-            )
 
     def _observe(
         self, count: int, last: int, events: list[tuple[int, Any]], started: float
@@ -337,7 +222,7 @@ class Projector:
                 for position, event in events:
                     builder.apply(position, event)
                 # A builder holding only the entries and alerts writes only those.
-                self._write(
+                self.rows.write(
                     cur,
                     BatchBuilder(
                         wallets={}, topups={}, entries=builder.entries, alerts=builder.alerts
@@ -360,18 +245,18 @@ class Projector:
         """Load the rows ``events`` update that ``builder`` does not hold yet."""
         missing = []
         for position, event in events:
-            load = _needs_loading(event)
+            load = needs_loading(event)
             if load is not None:
                 held = builder.wallets if load[0] == "wallet" else builder.topups
                 if load[1] not in held:
                     missing.append((position, event))
         if missing:
-            loaded = self._load(cur, missing)
+            loaded = self.rows.load(cur, missing)
             builder.wallets.update(loaded.wallets)
             builder.topups.update(loaded.topups)
 
     def _flush_state(self, cur: psycopg.Cursor[Any], builder: BatchBuilder, last: int) -> None:
-        self._write(cur, builder)
+        self.rows.write(cur, builder)
         cur.execute(
             f"UPDATE {self.tables['rm_projection_positions']} "
             "SET position = %s, updated_at = now() WHERE name = %s",
@@ -418,26 +303,6 @@ class _PositionMoved(Exception):
     def __init__(self, position: int) -> None:
         super().__init__(position)
         self.position = position
-
-
-def _wallet_values(row: WalletRow) -> tuple[Any, ...]:
-    return (
-        row.wallet_id, row.company_id, row.pool_sender_id, row.currency, row.mode, row.included,
-        row.prepaid, row.postpaid_used, row.postpaid_limit, row.included_quota,
-        row.overage_total, row.senders, row.rate_card, row.opened_at, row.updated_at,
-        row.position, row.policies, row.cycle_start, row.next_cycle_at, row.alerts_active,
-        row.blocked, row.balance, row.available,
-    )  # fmt: skip
-
-
-def _topup_values(row: TopupRow) -> tuple[Any, ...]:
-    return (
-        row.topup_id, row.company_id, row.wallet_id, row.amount, row.currency, row.note,
-        row.status, row.requested_by, row.requested_at, row.updated_at, row.created_position,
-        row.position, row.invoice_number, row.payment_reference, row.reason, row.approved_by,
-        row.paid_by, row.rejected_by, row.cancelled_by, row.approved_at, row.invoiced_at,
-        row.paid_at, row.completed_at, row.rejected_at, row.cancelled_at,
-    )  # fmt: skip
 
 
 async def follow_until_stopped(

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from projections.rows import WalletRow, select_list
 from projections.tables import PROJECTION_NAME, ReadModelTables
 
 GroupBy = Literal["sender", "category", "day"]
@@ -28,10 +29,7 @@ class ReadModels:
         self.t = tables or ReadModelTables()
         t = self.t
         self._sql_wallet = (
-            "SELECT wallet_id, company_id, pool_sender_id, currency, mode, included, prepaid, "
-            "postpaid_used, postpaid_limit, included_quota, overage_total, balance, available, "
-            "senders, policies::text, cycle_start, next_cycle_at, alerts_active, blocked::text, "
-            f"updated_at, position FROM {t['rm_wallet_balances']} "
+            f"SELECT {select_list(WalletRow, derived=True)} FROM {t['rm_wallet_balances']} "
             "WHERE company_id = $1 AND pool_sender_id IS NOT DISTINCT FROM $2"
         )
         self._sql_authorization = (

@@ -197,3 +197,11 @@ def jsonb_columns(row_class: type[Row]) -> frozenset[str]:
 def values_of(row_class: type[Row]) -> Callable[[Any], tuple[Any, ...]]:
     """A function from a row to its values in ``columns`` order (one C call per row)."""
     return attrgetter(*columns(row_class))
+
+
+def select_list(row_class: type[Row], *, derived: bool = False) -> str:
+    """The row's stored fields (and, if asked, its derived columns) as a SELECT list; ``jsonb``
+    columns are read as their JSON text, as the rows hold them."""
+    jsonb = jsonb_columns(row_class)
+    names = columns(row_class) if derived else stored_fields(row_class)
+    return ", ".join(f"{c}::text" if c in jsonb else c for c in names)

@@ -23,7 +23,7 @@ from projections.rows import (
     WalletRow,
     columns,
     jsonb_columns,
-    stored_fields,
+    select_list,
     values_of,
 )
 from projections.tables import ACCOUNTS, ALERTS, ENTRIES, TOPUPS, USAGE, WALLETS, ReadModelTables
@@ -33,12 +33,6 @@ _topup_values = values_of(TopupRow)
 _alert_values = values_of(AlertRow)
 _usage_values = values_of(UsageRow)
 _account_values = values_of(AccountRow)
-
-
-def select_list(row_class: type[Row]) -> str:
-    """The stored fields of ``row_class`` as a SELECT list (``jsonb`` read as its text)."""
-    jsonb = jsonb_columns(row_class)
-    return ", ".join(f"{c}::text" if c in jsonb else c for c in stored_fields(row_class))
 
 
 def insert_sql(table: str, row_class: type[Row]) -> str:

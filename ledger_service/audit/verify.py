@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger_service.application import LedgerApplication
@@ -141,12 +141,25 @@ def _topup_status(event: Any, known: dict[UUID, str]) -> str:
     return states.get(name, known.get(event.originator_id, "pending"))
 
 
+class WalletBuckets(NamedTuple):
+    """What a wallet's balance row says about its buckets (columns of ``rm_wallet_balances``)."""
+
+    company_id: str
+    included: Decimal
+    prepaid: Decimal
+    postpaid_used: Decimal
+
+    @property
+    def buckets(self) -> tuple[Decimal, Decimal, Decimal]:
+        return (self.included, self.prepaid, self.postpaid_used)
+
+
 @dataclass(frozen=True)
 class ReadModelSnapshot:
     """The read models as one consistent snapshot: position, wallet buckets, account totals."""
 
     position: int
-    wallets: dict[UUID, tuple[str, Decimal, Decimal, Decimal]]
+    wallets: dict[UUID, WalletBuckets]
     accounts: dict[str, Decimal]
 
 
@@ -186,10 +199,10 @@ def _compare(
         events = (figures.included, figures.prepaid, figures.postpaid_used)
         if row is None:
             yield f"read model has no balance row for the wallet of {figures.company_id} {where}"
-        elif row[1:] != events:
+        elif row.buckets != events:
             yield (
                 f"read model balance of {figures.company_id} is included/prepaid/"
-                f"postpaid_used {tuple(map(str, row[1:]))}, the events say "
+                f"postpaid_used {tuple(map(str, row.buckets))}, the events say "
                 f"{tuple(map(str, events))} {where}"
             )
     for wallet_id in snapshot.wallets.keys() - wallets.keys():
@@ -250,9 +263,9 @@ def read_model_snapshot(conn: Any, schema: str) -> ReadModelSnapshot:
             (PROJECTION_NAME,),
         ).fetchone()
         wallets = {
-            r[0]: (r[1], r[2], r[3], r[4])
+            r[0]: WalletBuckets(*r[1:])
             for r in conn.execute(
-                f"SELECT wallet_id, company_id, included, prepaid, postpaid_used "
+                f"SELECT wallet_id, {', '.join(WalletBuckets._fields)} "
                 f"FROM {tables['rm_wallet_balances']}"
             )
         }

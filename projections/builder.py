@@ -106,8 +106,9 @@ class BatchBuilder:
 
 _HANDLERS: dict[type[Any], Handler[Any]] = merged((WALLETS, POLICIES, TOPUPS))
 
+HANDLED_EVENT_CLASSES = frozenset(_HANDLERS)
 HANDLED_EVENTS = frozenset(event_class.__qualname__ for event_class in _HANDLERS)
-"""Qualified names of the handled event classes (for tests and diagnostics)."""
+"""Qualified names of the handled event classes (for diagnostics)."""
 
 _LOADS: dict[type[Any], RowKind] = {
     event_class: "topup" if issubclass(event_class, TopupRequest.Event) else "wallet"

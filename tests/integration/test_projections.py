@@ -15,7 +15,27 @@ from ledger_service.application import LedgerApplication, Usage
 from ledger_service.domain.accounts import wallet_account
 from projections.builder import HANDLED_EVENTS
 from projections.projector import Projector
-from projections.tables import ALL_TABLES, POSITIONS, ReadModelTables
+from projections.rows import (
+    AccountRow,
+    AlertRow,
+    EntryRow,
+    TopupRow,
+    UsageRow,
+    WalletRow,
+    columns,
+    jsonb_columns,
+)
+from projections.tables import (
+    ACCOUNTS,
+    ALERTS,
+    ALL_TABLES,
+    ENTRIES,
+    POSITIONS,
+    TOPUPS,
+    USAGE,
+    WALLETS,
+    ReadModelTables,
+)
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -118,6 +138,29 @@ def test_every_handled_event_class_exists() -> None:
         assert isinstance(
             vars({"Wallet": Wallet, "TopupRequest": TopupRequest}[owner])[event], type
         )
+
+
+def test_the_row_classes_name_exactly_the_columns_of_the_tables(
+    make_projector: Callable[..., Projector], connect: Callable[[], psycopg.Connection[Any]]
+) -> None:
+    """The DDL is written by hand (types, defaults, migrations); everything else derives its
+    column lists from the row classes, so the two must agree."""
+    schema = fresh_schema()
+    make_projector(schema)
+    expected = {
+        WALLETS: WalletRow, ENTRIES: EntryRow, USAGE: UsageRow, TOPUPS: TopupRow,
+        ACCOUNTS: AccountRow, ALERTS: AlertRow,
+    }  # fmt: skip
+    with connect() as conn:
+        for table, row_class in expected.items():
+            found = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (schema, table),
+            ).fetchall()
+            assert {name for name, _ in found} == set(columns(row_class)), table
+            jsonb = {name for name, data_type in found if data_type == "jsonb"}
+            assert jsonb == jsonb_columns(row_class), table
 
 
 def test_read_models_agree_with_the_aggregates_and_the_books(

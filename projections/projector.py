@@ -124,16 +124,20 @@ class Projector:
         if not notifications:
             return 0
         started = time.perf_counter()
-        events = [
-            (n.id, self.mapper.to_domain_event(n))
-            for n in notifications
-            if n.topic.startswith(PROJECTED_TOPIC_PREFIXES)
-        ]
+        events = self._decode(notifications)
         last = notifications[-1].id
         if not self._commit_batch(events, last):
             return self.project_batch(stop)
         self._observe(len(notifications), last, events, started)
         return len(notifications)
+
+    def _decode(self, notifications: Sequence[Notification]) -> list[tuple[int, Any]]:
+        """(position, domain event) of the notifications that change a read model."""
+        return [
+            (n.id, self.mapper.to_domain_event(n))
+            for n in notifications
+            if n.topic.startswith(PROJECTED_TOPIC_PREFIXES)
+        ]
 
     def catch_up(self, stop: int | None = None) -> int:
         """Project until the log is exhausted (or ``stop`` is reached); the position."""
@@ -211,33 +215,35 @@ class Projector:
             notifications = self.source.select_notifications(start, self.batch_size_max, stop)
             if not notifications:
                 break
-            events = [
-                (n.id, self.mapper.to_domain_event(n))
-                for n in notifications
-                if n.topic.startswith(PROJECTED_TOPIC_PREFIXES)
-            ]
             start = notifications[-1].id + 1
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                self._load_missing(cur, builder, events)
-                for position, event in events:
-                    builder.apply(position, event)
-                # A builder holding only the entries and alerts writes only those.
-                self.rows.write(
-                    cur,
-                    BatchBuilder(
-                        wallets={}, topups={}, entries=builder.entries, alerts=builder.alerts
-                    ),
-                )
-                builder.entries, builder.alerts = [], []
-                if _state_rows(builder) > state_rows_max:
-                    self._flush_state(cur, builder, start - 1)
-                    builder = BatchBuilder(wallets={}, topups={})
+            builder = self._rebuild_section(builder, notifications, state_rows_max)
             count += len(notifications)
             if progress is not None:
                 progress(count)
         with self.conn.transaction(), self.conn.cursor() as cur:
             self._flush_state(cur, builder, start - 1)
         return count
+
+    def _rebuild_section(
+        self, builder: BatchBuilder, notifications: Sequence[Notification], state_rows_max: int
+    ) -> BatchBuilder:
+        """Apply one section of the log to ``builder`` and copy its entries and alerts; the
+        builder to go on with (a fresh one once the held rows were flushed)."""
+        events = self._decode(notifications)
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            self._load_missing(cur, builder, events)
+            for position, event in events:
+                builder.apply(position, event)
+            # A builder holding only the entries and alerts writes only those.
+            self.rows.write(
+                cur,
+                BatchBuilder(wallets={}, topups={}, entries=builder.entries, alerts=builder.alerts),
+            )
+            builder.entries, builder.alerts = [], []
+            if _state_rows(builder) > state_rows_max:
+                self._flush_state(cur, builder, notifications[-1].id)
+                return BatchBuilder(wallets={}, topups={})
+        return builder
 
     def _load_missing(
         self, cur: psycopg.Cursor[Any], builder: BatchBuilder, events: list[tuple[int, Any]]

@@ -358,6 +358,7 @@ class Wallet(Aggregate):
             split = {"postpaid": repaid, "prepaid": amount - repaid}
         else:
             split = {"included": amount}
+        self._check_entry(amount, split, sign=1)
         self._credited(
             **self._chained(
                 {
@@ -371,6 +372,20 @@ class Wallet(Aggregate):
                 }
             )
         )
+
+    def _check_entry(self, amount: Decimal, split: dict[str, Decimal], *, sign: int) -> None:
+        """Invariants of every money event, checked before it is triggered (so a broken one
+        never reaches the aggregate or the store): the split adds up to the amount, no part
+        of it is negative, and no bucket goes negative. A failure here is a bug, not input."""
+        assert sum(split.values(), ZERO) == amount, f"split {split} does not add up to {amount}"
+        assert all(part >= 0 for part in split.values()), f"negative part in split {split}"
+        postpaid = split.get("postpaid", ZERO) + (split.get("overage", ZERO) if sign < 0 else ZERO)
+        after = (
+            self.included + sign * split.get("included", ZERO),
+            self.prepaid + sign * split.get("prepaid", ZERO),
+            self.postpaid_used - sign * postpaid,
+        )
+        assert all(bucket >= 0 for bucket in after), f"{split} would leave buckets at {after}"
 
     def _chained(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The entry plus its link in the wallet's hash chain (tamper evidence)."""
@@ -410,6 +425,7 @@ class Wallet(Aggregate):
         self.check_sender_linked(sender_id)
         amount = parse_amount(amount)
         split = self._split(amount)
+        self._check_entry(amount, split.as_dict(), sign=-1)
         self._debited(
             **self._chained(
                 {
@@ -460,6 +476,7 @@ class Wallet(Aggregate):
         actor: str,
     ) -> None:
         """A debit that is not usage (transfer out, quota expiry): no sender, no pricing."""
+        self._check_entry(amount, split.as_dict(), sign=-1)
         self._debited(
             **self._chained(
                 {

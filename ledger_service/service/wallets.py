@@ -99,10 +99,9 @@ class OpenWallet(Command[WalletOpened]):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LinkSender(Command[SenderChanged]):
-    """Link a sender (WABA) to a wallet; a sender belongs to at most one wallet at a time."""
+class SenderCommand(Command[SenderChanged]):
+    """A change to which wallet a sender (WABA) draws from."""
 
-    name: ClassVar[str] = "link_sender"
     fingerprint_omits: ClassVar[frozenset[str]] = frozenset({"company_id"})
 
     company_id: str
@@ -111,33 +110,33 @@ class LinkSender(Command[SenderChanged]):
 
     def scope(self, ledger: LedgerApplication) -> str:
         return self.company_id
+
+    def result(self) -> SenderChanged:
+        return {"company_id": self.company_id, "waba_id": self.waba_id}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSender(SenderCommand):
+    """Link a sender to a wallet; a sender belongs to at most one wallet at a time."""
+
+    name: ClassVar[str] = "link_sender"
 
     def decide(self, ledger: LedgerApplication) -> Decision[SenderChanged]:
         wallet = ledger.get_wallet(self.company_id, self.pool_sender_id)
         registration = ledger.link(wallet, check_key(self.waba_id, "waba_id"), self.actor)
-        result: SenderChanged = {"company_id": self.company_id, "waba_id": self.waba_id}
-        return Decision([wallet, registration], result)
+        return Decision([wallet, registration], self.result())
 
 
 @dataclass(frozen=True, kw_only=True)
-class UnlinkSender(Command[SenderChanged]):
+class UnlinkSender(SenderCommand):
     name: ClassVar[str] = "unlink_sender"
-    fingerprint_omits: ClassVar[frozenset[str]] = frozenset({"company_id"})
-
-    company_id: str
-    waba_id: str
-    pool_sender_id: str | None = None
-
-    def scope(self, ledger: LedgerApplication) -> str:
-        return self.company_id
 
     def decide(self, ledger: LedgerApplication) -> Decision[SenderChanged]:
         wallet = ledger.get_wallet(self.company_id, self.pool_sender_id)
         wallet.unlink_sender(self.waba_id, actor=self.actor)
         registration = ledger.get_sender_registration(self.waba_id)
         registration.release(wallet_id=wallet.id, actor=self.actor)
-        result: SenderChanged = {"company_id": self.company_id, "waba_id": self.waba_id}
-        return Decision([wallet, registration], result)
+        return Decision([wallet, registration], self.result())
 
 
 @dataclass(frozen=True, kw_only=True)

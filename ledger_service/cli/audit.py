@@ -1,9 +1,5 @@
 """The books checked and rebuilt from the events: ``verify``, ``replay``, ``history`` and
-``audit export``.
-
-The audit modules are imported inside the commands, as before the split, so that the other
-commands do not load them.
-"""
+``audit export``."""
 
 from __future__ import annotations
 

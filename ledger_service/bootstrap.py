@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 import psycopg
@@ -47,6 +47,13 @@ class Container:
         self.ledger.close()
         for close in reversed(self.closers):
             close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close on the way out whether the block raised or not; never swallow its exception."""
+        self.close()
 
 
 def resolve_database_url(settings: Settings, closers: list[Callable[[], None]]) -> str:

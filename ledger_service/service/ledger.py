@@ -40,6 +40,7 @@ from ledger_service.service.runner import (
     run_command,
     translated_store_errors,
 )
+from ledger_service.service.transcodings import POLICY_TRANSCODINGS
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -148,6 +149,8 @@ class LedgerApplication(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(SetAsSortedList())
+        for transcoding in POLICY_TRANSCODINGS:  # a wallet's policy values, in its snapshots
+            transcoder.register(transcoding)
 
     @property
     def command_store(self) -> CommandStore:

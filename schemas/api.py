@@ -16,14 +16,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic_core import PydanticCustomError
 
 from ledger_service.domain.errors import InvalidAmount
-from ledger_service.domain.money import format_amount, parse_amount
+from ledger_service.domain.money import AMOUNT_PATTERN, format_amount, parse_amount
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.topups import MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-AMOUNT_PATTERN = r"^-?(0|[1-9][0-9]{0,12})(\.[0-9]{1,7})?$"
 INVALID_AMOUNT = "invalid_amount"
 """Pydantic error type of a money field; the API maps it to the code ``INVALID_AMOUNT``."""
 

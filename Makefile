@@ -4,14 +4,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every package, direct and transitive, pinned with its hashes; regenerate with `make lock`.
+LOCK := requirements.lock
+PIP_VERSION := 26.3
 
-.PHONY: run test lint unit integration install bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz clean
+.PHONY: run test lint unit integration install lock bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml's pins (after changing a dependency); pip-tools runs
+# from a throwaway virtualenv so it is not one of the service's dependencies.
+lock:
+	$(PYTHON) -m venv .lock-tools
+	.lock-tools/bin/pip install --quiet pip-tools==7.6.2
+	.lock-tools/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
+	rm -rf .lock-tools
 
 install: $(STAMP)
 

@@ -41,9 +41,10 @@ import psycopg
 
 from bench.common import fresh_database
 from ledger_service.api.auth import mint_token
-from ledger_service.application import LedgerApplication, Usage, record_usage_on
 from ledger_service.bootstrap import asyncpg_params, build_ledger
 from ledger_service.config import DEVELOPMENT_JWT_SECRET, Settings
+from ledger_service.domain.usage import Usage, record_usage_on
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 from projections.tables import ReadModelTables
 

@@ -31,9 +31,10 @@ from bench.bench_api import (
 )
 from bench.common import fresh_database
 from ledger_service.api.auth import mint_token
-from ledger_service.application import LedgerApplication, Usage
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import DEVELOPMENT_JWT_SECRET, Settings
+from ledger_service.domain.usage import Usage
+from ledger_service.service.ledger import LedgerApplication
 
 P99_FLOOR_MS = 10.0
 

@@ -15,9 +15,10 @@ import uuid
 import psycopg
 
 from bench.common import fresh_database, median, spread
-from ledger_service.application import LedgerApplication, Usage, record_usage_on
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
+from ledger_service.domain.usage import Usage, record_usage_on
+from ledger_service.service.ledger import LedgerApplication
 
 BATCH_SIZES = (1, 100, 1000)
 EVENTS_PER_ROUND = int(os.environ.get("BENCH_EVENTS", "3000"))

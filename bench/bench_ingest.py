@@ -34,7 +34,6 @@ import psycopg
 
 from bench.bench_core import raw_round
 from bench.common import fresh_database
-from ledger_service.application import LedgerApplication
 from ledger_service.bootstrap import bootstrap, build_consumer, build_ledger, build_relay
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker
@@ -42,6 +41,7 @@ from ledger_service.ingestion.batch import BatchOutcome
 from ledger_service.ingestion.records import Consumed
 from ledger_service.ingestion.sample import SampleShape, setup_wallets
 from ledger_service.ingestion.topics import ensure_topics
+from ledger_service.service.ledger import LedgerApplication
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "2000"))

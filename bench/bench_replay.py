@@ -19,11 +19,12 @@ from uuid import UUID
 import psycopg
 
 from bench.common import fresh_database
-from ledger_service.application import LedgerApplication, Usage, record_usage_on
 from ledger_service.audit.replay import replay
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
+from ledger_service.domain.usage import Usage, record_usage_on
 from ledger_service.ingestion.sample import SampleShape, setup_wallets
+from ledger_service.service.ledger import LedgerApplication
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 import psycopg
@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
-from ledger_service.application import LedgerApplication
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
 from ledger_service.ingestion.batch import UsageIngestor
@@ -28,6 +27,7 @@ from ledger_service.reactions.autotopup import AutoTopupReactor
 from ledger_service.reactions.follower import LogFollower
 from ledger_service.reactions.notifications import NotificationRelay
 from ledger_service.reactions.positions import FollowerPositions
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 from projections.queries import ReadModels
 from projections.tables import ReadModelTables
@@ -47,6 +47,13 @@ class Container:
         self.ledger.close()
         for close in reversed(self.closers):
             close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close on the way out whether the block raised or not; never swallow its exception."""
+        self.close()
 
 
 def resolve_database_url(settings: Settings, closers: list[Callable[[], None]]) -> str:

@@ -27,7 +27,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger_service.application import CommandRecord
+from ledger_service.service.runner import CommandRecord
 
 COMMANDS_TABLE = "ledger_commands"
 USAGE_KEYS_TABLE = "ledger_usage_keys"

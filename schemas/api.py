@@ -8,6 +8,7 @@ Unknown fields are refused, so a typo never silently drops part of a request.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -15,10 +16,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic_core import PydanticCustomError
 
 from ledger_service.domain.errors import InvalidAmount
-from ledger_service.domain.money import format_amount, parse_amount
+from ledger_service.domain.money import AMOUNT_PATTERN, format_amount, parse_amount
+from ledger_service.domain.wallet import PoolMode
+from ledger_service.service.topups import MarkTopupPaid, RejectTopup, RequestTopup
+from ledger_service.service.transfers import TransferMoney
+from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-AMOUNT_PATTERN = r"^-?(0|[1-9][0-9]{0,12})(\.[0-9]{1,7})?$"
 INVALID_AMOUNT = "invalid_amount"
 """Pydantic error type of a money field; the API maps it to the code ``INVALID_AMOUNT``."""
 
@@ -53,6 +57,18 @@ Text = Annotated[str, StringConstraints(max_length=500)]
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _prices(prices: dict[str, str]) -> dict[str, Decimal]:
+    return {category: Decimal(price) for category, price in prices.items()}
+
+
+def _optional_decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _section(section: BaseModel | None) -> dict[str, Any] | None:
+    return None if section is None else section.model_dump()
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -172,6 +188,19 @@ class OpenWalletIn(Request):
     included_quota: Money = "0"
     rate_card: dict[Key, Money] = Field(default_factory=dict)
 
+    def to_command(self, *, actor: str, idempotency_key: str) -> OpenWallet:
+        return OpenWallet(
+            company_id=self.company_id,
+            currency=self.currency,
+            mode=PoolMode(self.mode),
+            pool_sender_id=self.pool_sender_id,
+            postpaid_limit=Decimal(self.postpaid_limit),
+            included_quota=Decimal(self.included_quota),
+            rate_card=_prices(self.rate_card),
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
 
 class WalletWriteOut(BaseModel):
     company_id: str
@@ -190,9 +219,35 @@ class ConfigureWalletIn(Request):
     )
     cycle: CycleIn | None = None
 
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> ConfigureWallet:
+        """Sections travel as plain mappings (their defaults filled in here) into the
+        domain's policy methods."""
+        return ConfigureWallet(
+            company_id=company_id,
+            postpaid_limit=_optional_decimal(self.postpaid_limit),
+            included_quota=_optional_decimal(self.included_quota),
+            rate_card=None if self.rate_card is None else _prices(self.rate_card),
+            alerts=_section(self.alerts),
+            auto_topup=_section(self.auto_topup),
+            spending_caps=None
+            if self.spending_caps is None
+            else {category: cap.model_dump() for category, cap in self.spending_caps.items()},
+            cycle=_section(self.cycle),
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
 
 class SenderIn(Request):
     waba_id: Key
+
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> LinkSender:
+        return LinkSender(
+            company_id=company_id,
+            waba_id=self.waba_id,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
 
 class SenderWriteOut(BaseModel):
@@ -253,13 +308,36 @@ class TopupRequestIn(Request):
     currency: Currency
     note: Text = ""
 
+    def to_command(self, *, actor: str, idempotency_key: str) -> RequestTopup:
+        return RequestTopup(
+            company_id=self.company_id,
+            amount=Decimal(self.amount),
+            currency=self.currency,
+            note=self.note,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
 
 class RejectIn(Request):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
+    def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> RejectTopup:
+        return RejectTopup(
+            topup_id=topup_id, reason=self.reason, actor=actor, idempotency_key=idempotency_key
+        )
+
 
 class MarkPaidIn(Request):
     payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+    def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> MarkTopupPaid:
+        return MarkTopupPaid(
+            topup_id=topup_id,
+            payment_reference=self.payment_reference,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
 
 class TopupOut(BaseModel):
@@ -301,6 +379,17 @@ class TransferIn(Request):
     amount: Money
     commission_rate: Money = "0"
     note: Text = ""
+
+    def to_command(self, *, actor: str, idempotency_key: str) -> TransferMoney:
+        return TransferMoney(
+            from_company_id=self.from_company_id,
+            to_company_id=self.to_company_id,
+            amount=Decimal(self.amount),
+            commission_rate=Decimal(self.commission_rate),
+            note=self.note,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
 
 class TransferOut(BaseModel):

@@ -14,9 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from ledger_service.domain.money import UNSIGNED_AMOUNT_PATTERN
+
 USAGE_EVENT_TYPE = "message.sent"
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,30})(\.[0-9]{1,7})?$"
 
 Key = Annotated[StrictStr, Field(pattern=KEY_PATTERN)]
 
@@ -34,7 +35,7 @@ class UsageEventData(BaseModel):
         description="'failed' is not billable: counted, never debited."
     )
     units: Annotated[StrictInt, Field(ge=1, le=10_000)] = 1
-    unit_price: Annotated[StrictStr, Field(pattern=DECIMAL_PATTERN)] | None = Field(
+    unit_price: Annotated[StrictStr, Field(pattern=UNSIGNED_AMOUNT_PATTERN)] | None = Field(
         default=None,
         description="Decimal string; when absent the wallet's rate card prices the event.",
     )

@@ -20,10 +20,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger_service.api.auth import mint_token
-from ledger_service.application import LedgerApplication
 from ledger_service.bootstrap import Container, bootstrap, build_api, build_ledger, build_projector
 from ledger_service.config import Settings
 from ledger_service.embedded import embedded_postgres_server
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 
 

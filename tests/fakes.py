@@ -10,7 +10,8 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 
-from ledger_service.application import CommandRecord, LedgerApplication
+from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.runner import CommandRecord
 
 
 class InMemoryLedgerRecorder(POPOProcessRecorder):

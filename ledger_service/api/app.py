@@ -23,7 +23,7 @@ from ledger_service.api.auth import Authenticator
 from ledger_service.api.context import RequestContextMiddleware
 from ledger_service.api.errors import install_error_handlers
 from ledger_service.api.routes import ApiState, router
-from ledger_service.application import LedgerApplication
+from ledger_service.service.ledger import LedgerApplication
 from projections.queries import ReadModels
 
 log = structlog.get_logger(__name__)

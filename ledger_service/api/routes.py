@@ -25,8 +25,8 @@ from ledger_service.api.auth import Authenticator, Principal, require_manage, re
 from ledger_service.api.authorization import authorize, blocked_today
 from ledger_service.api.context import bind_company
 from ledger_service.api.errors import ERROR_RESPONSES, ApiError
-from ledger_service.application import LedgerApplication
 from ledger_service.domain.money import format_amount
+from ledger_service.service.ledger import LedgerApplication
 from projections.queries import ReadModels
 from schemas.api import (
     KEY_PATTERN,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ledger_service.application import LedgerApplication
+from ledger_service.service.ledger import LedgerApplication
 
 SECTION_SIZE = 5000
 

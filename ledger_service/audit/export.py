@@ -14,11 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import IO, Any
 
-from ledger_service.application import LedgerApplication
 from ledger_service.domain.errors import WalletNotFound
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.ledger import LedgerApplication
 
 COLUMNS = (
     "position",

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from ledger_service.application import LedgerApplication
 from ledger_service.domain.errors import InvalidArgument, WalletNotFound
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.ledger import LedgerApplication
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger_service.application import LedgerApplication
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import SETUP_LOCK_ID, NotificationSource, Projector
 from projections.tables import ALL_TABLES, ENTRIES, ReadModelTables
 

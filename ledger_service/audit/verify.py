@@ -26,13 +26,13 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from ledger_service.application import LedgerApplication
 from ledger_service.audit.events import history
 from ledger_service.domain.accounts import wallet_account
 from ledger_service.domain.books import postings_of
 from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.ledger import LedgerApplication
 
 PROBLEMS_MAX = 50
 

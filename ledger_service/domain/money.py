@@ -18,7 +18,19 @@ FRACTION_DIGITS_MAX = 7
 AMOUNT_ABS_MAX = Decimal("1000000000000")
 """One trillion: far above any wallet, small enough that a typo in an amount is refused."""
 
+INTEGER_DIGITS_MAX = len(str(int(AMOUNT_ABS_MAX)))
+AMOUNT_PATTERN = (
+    rf"^-?(0|[1-9][0-9]{{0,{INTEGER_DIGITS_MAX - 1}}})(\.[0-9]{{1,{FRACTION_DIGITS_MAX}}})?$"
+)
+"""An amount as text in the external contracts (HTTP API, usage events): a plain decimal,
+at most 13 integer and 7 fractional digits. The one money pattern: schemas derive theirs
+from it. ``parse_amount`` still checks the exact bounds, and says which one an amount breaks."""
+UNSIGNED_AMOUNT_PATTERN = AMOUNT_PATTERN.replace("^-?", "^", 1)
+
 _QUANTUM = Decimal(1).scaleb(-FRACTION_DIGITS_MAX)
+# Deliberately looser than AMOUNT_PATTERN: a plain decimal of any reasonable length is lexed,
+# so that the checks below can say *why* it is refused (too precise, too large) instead of
+# "not a decimal string".
 _DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,40})?")
 _CURRENCY_TEXT = re.compile(r"[A-Z]{3}")
 

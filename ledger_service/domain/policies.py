@@ -1,7 +1,8 @@
 """Wallet policies: billing cycles, alert thresholds, spending caps and auto top-up settings.
 
-Pure values and functions; the ``Wallet`` aggregate records every change of them as an event and
-evaluates them after every money movement (see ``Wallet._evaluate_triggers``).
+Pure values and functions; the ``Wallet`` aggregate records every change of them as an event
+(whose payload keeps the plain JSON shape: ``as_dict``) and evaluates them after every money
+movement (``domain.triggers``).
 
 Alert kinds (the ``alert`` of a ``Wallet.AlertRaised`` event):
 
@@ -27,11 +28,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger_service.domain.errors import InvalidArgument
 from ledger_service.domain.ids import check_key
-from ledger_service.domain.money import parse_amount
+from ledger_service.domain.money import ZERO, canonical, parse_amount
 
 LOW_BALANCE = "low_balance_warning"
 BELOW_ZERO = "balance_below_zero"
@@ -102,6 +104,79 @@ class CycleAnchor:
         return due
 
 
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """When the balance alerts fire. An absolute ``low_balance_threshold`` wins over the
+    percentage of the cycle's funding; no ``burn_limit_24h`` means no rapid-burn alert."""
+
+    low_balance_threshold: Decimal | None = None
+    low_balance_percent: Decimal = LOW_BALANCE_PERCENT_DEFAULT
+    burn_limit_24h: Decimal | None = None
+
+    def low_balance_line(self, funded: Decimal) -> Decimal | None:
+        """The balance below which ``low_balance_warning`` fires (None: never)."""
+        if self.low_balance_threshold is not None:
+            return self.low_balance_threshold
+        line = canonical(funded * self.low_balance_percent / 100)
+        return line if line > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopup:
+    """When enabled, one top-up request of ``amount`` per crossing below ``trigger_balance``."""
+
+    enabled: bool = False
+    trigger_balance: Decimal = ZERO
+    amount: Decimal = ZERO
+    auto_approve: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingCap:
+    """A category's daily cap: reached when today's units or amount reach either limit."""
+
+    units: int | None = None
+    amount: Decimal | None = None
+
+    def reached(self, units: int, amount: Decimal) -> bool:
+        return (self.units is not None and units >= self.units) or (
+            self.amount is not None and amount >= self.amount
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {"units": self.units, "amount": self.amount}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpendingCap:
+        return cls(data["units"], data["amount"])
+
+
+def check_alert_settings(
+    low_balance_threshold: object, low_balance_percent: object, burn_limit_24h: object
+) -> AlertSettings:
+    return AlertSettings(
+        low_balance_threshold=None
+        if low_balance_threshold is None
+        else parse_amount(low_balance_threshold, field="low_balance_threshold"),
+        low_balance_percent=check_percent(low_balance_percent, "low_balance_percent"),
+        burn_limit_24h=None
+        if burn_limit_24h is None
+        else parse_amount(burn_limit_24h, field="burn_limit_24h", allow_zero=False),
+    )
+
+
+def check_auto_topup(
+    enabled: bool, trigger_balance: object, amount: object, auto_approve: bool
+) -> AutoTopup:
+    """A disabled auto top-up may keep a zero amount; an enabled one needs a positive one."""
+    return AutoTopup(
+        enabled=bool(enabled),
+        trigger_balance=parse_amount(trigger_balance, field="trigger_balance", allow_negative=True),
+        amount=parse_amount(amount, field="amount", allow_zero=not enabled),
+        auto_approve=bool(auto_approve),
+    )
+
+
 def check_cycle_anchor(day: object, at: object, time_zone: object) -> CycleAnchor:
     if not isinstance(day, int) or isinstance(day, bool) or not 1 <= day <= ANCHOR_DAY_MAX:
         raise InvalidArgument(f"cycle anchor day must be 1-{ANCHOR_DAY_MAX}, got {day!r}")
@@ -123,14 +198,14 @@ def check_percent(value: object, field: str) -> Decimal:
     return percent
 
 
-def check_spending_caps(caps: object) -> dict[str, dict[str, object]]:
+def check_spending_caps(caps: object) -> dict[str, SpendingCap]:
     """``{category: {"units": int | None, "amount": Decimal | None}}``, at least one of the two
-    set per category; an empty mapping removes every cap."""
+    set per category, sorted by category; an empty mapping removes every cap."""
     if not isinstance(caps, dict):
         raise InvalidArgument("spending_caps must map category to {units, amount}")
     if len(caps) > SPENDING_CAP_CATEGORIES_MAX:
         raise InvalidArgument(f"at most {SPENDING_CAP_CATEGORIES_MAX} capped categories")
-    checked: dict[str, dict[str, object]] = {}
+    checked: dict[str, SpendingCap] = {}
     for category, cap in sorted(caps.items()):
         check_key(category, "spending cap category")
         if not isinstance(cap, dict) or set(cap) - {"units", "amount"}:
@@ -142,12 +217,12 @@ def check_spending_caps(caps: object) -> dict[str, dict[str, object]]:
             not isinstance(units, int) or isinstance(units, bool) or units <= 0
         ):
             raise InvalidArgument(f"spending cap units of {category} must be a positive integer")
-        checked[category] = {
-            "units": units,
-            "amount": None
+        checked[category] = SpendingCap(
+            units,
+            None
             if amount is None
             else parse_amount(amount, field=f"spending_caps[{category}].amount", allow_zero=False),
-        }
+        )
     return checked
 
 

@@ -21,11 +21,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
-from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger_service.ingestion.batch import BatchOutcome, UsageIngestor
 from ledger_service.ingestion.records import Consumed, DeadLetter
 from ledger_service.metrics import INGESTION_BATCH_SECONDS, INGESTION_READY
+from ledger_service.service.runner import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -155,9 +155,7 @@ class UsageConsumer:
             try:
                 with INGESTION_BATCH_SECONDS.time():
                     outcome = await self._apply_watching_for_stalls(records)
-            except (PersistenceError, KafkaError, TimeoutError) as exc:
-                if isinstance(exc, IntegrityError):
-                    raise  # not an outage: the ingestor handles conflicts itself
+            except (StoreUnavailable, KafkaError, TimeoutError) as exc:
                 self._set_ready(False)
                 delay = min(self.backoff_max_s, 0.1 * 2**attempt)
                 log.warning(
@@ -222,7 +220,7 @@ class UsageConsumer:
         while True:
             try:
                 return await asyncio.to_thread(self.ingestor.next_offset, tp.topic, tp.partition)
-            except PersistenceError as exc:
+            except StoreUnavailable as exc:
                 self._set_ready(False)
                 delay = min(self.backoff_max_s, 0.1 * 2**attempt)
                 log.warning("position_unavailable", error=str(exc)[:300], retry_in_s=delay)

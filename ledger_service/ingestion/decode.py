@@ -6,8 +6,8 @@ import json
 
 from pydantic import ValidationError
 
-from ledger_service.application import Usage
 from ledger_service.domain.money import parse_amount
+from ledger_service.domain.usage import Usage
 from ledger_service.ingestion.records import Consumed, DeadLetter
 from schemas.usage_event import USAGE_EVENT_TYPE, UsageEvent
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger_service.application import Usage
+from ledger_service.domain.usage import Usage
+from ledger_service.service.usage import DEDUCTION_FAILED
 
-DEDUCTION_FAILED = "billing.deduction_failed"
+__all__ = ["DEDUCTION_FAILED", "Consumed", "DeadLetter", "position_name", "position_prefix"]
 
 
 @dataclass(frozen=True, slots=True)

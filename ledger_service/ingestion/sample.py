@@ -14,7 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ledger_service.application import LedgerApplication
+from ledger_service.domain.money import parse_amount
+from ledger_service.domain.wallet import CreditBucket, CreditKind
+from ledger_service.service.ledger import LedgerApplication
 
 CATEGORY_WEIGHTS = {"marketing": 50, "utility": 30, "authentication": 15, "service": 5}
 RATE_CARD = {"marketing": "0.0125", "utility": "0.004", "authentication": "0.0035", "service": "0"}
@@ -49,9 +51,9 @@ def setup_wallets(
         ledger.open_wallet(
             company_id=company,
             currency="USD",
-            postpaid_limit=postpaid_limit,
-            included_quota=included_quota,
-            rate_card=RATE_CARD,
+            postpaid_limit=parse_amount(postpaid_limit),
+            included_quota=parse_amount(included_quota),
+            rate_card={category: parse_amount(price) for category, price in RATE_CARD.items()},
             actor="publish-sample",
             idempotency_key="sample-open",
         )
@@ -66,9 +68,9 @@ def setup_wallets(
         if prepaid != "0":
             ledger.credit_wallet(
                 company_id=company,
-                amount=prepaid,
-                kind="grant",
-                bucket="prepaid",
+                amount=parse_amount(prepaid),
+                kind=CreditKind.GRANT,
+                bucket=CreditBucket.PREPAID,
                 reference="sample prepaid",
                 actor="publish-sample",
                 idempotency_key="sample-prepaid",

@@ -13,10 +13,10 @@ import contextlib
 import structlog
 from eventsourcing.utils import get_topic
 
-from ledger_service.application import LedgerApplication
 from ledger_service.domain.errors import LedgerError
 from ledger_service.domain.wallet import Wallet
 from ledger_service.reactions.follower import LogFollower
+from ledger_service.service.ledger import LedgerApplication
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 import structlog
 
-from ledger_service.application import LedgerApplication
+from ledger_service.service.ledger import LedgerApplication
 from projections.tables import ReadModelTables
 
 log = structlog.get_logger(__name__)

@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ledger_service.domain import wallet_events
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.policies import (
     BALANCE_ALERTS,
@@ -69,7 +70,7 @@ def _set_policy(
 
 @POLICIES.on(Wallet.AlertSettingsChanged)
 def alert_settings_changed(
-    b: BatchBuilder, position: int, event: Wallet.AlertSettingsChanged
+    b: BatchBuilder, position: int, event: wallet_events.AlertSettingsChanged
 ) -> None:
     alerts = {
         "low_balance_threshold": _amount(event.low_balance_threshold),
@@ -80,7 +81,9 @@ def alert_settings_changed(
 
 
 @POLICIES.on(Wallet.AutoTopupChanged)
-def auto_topup_changed(b: BatchBuilder, position: int, event: Wallet.AutoTopupChanged) -> None:
+def auto_topup_changed(
+    b: BatchBuilder, position: int, event: wallet_events.AutoTopupChanged
+) -> None:
     auto_topup = {
         "enabled": event.enabled,
         "trigger_balance": format_amount(event.trigger_balance),
@@ -92,7 +95,7 @@ def auto_topup_changed(b: BatchBuilder, position: int, event: Wallet.AutoTopupCh
 
 @POLICIES.on(Wallet.SpendingCapsChanged)
 def spending_caps_changed(
-    b: BatchBuilder, position: int, event: Wallet.SpendingCapsChanged
+    b: BatchBuilder, position: int, event: wallet_events.SpendingCapsChanged
 ) -> None:
     caps = {
         category: {"units": cap["units"], "amount": _amount(cap["amount"])}
@@ -102,7 +105,9 @@ def spending_caps_changed(
 
 
 @POLICIES.on(Wallet.CycleAnchorChanged)
-def cycle_anchor_changed(b: BatchBuilder, position: int, event: Wallet.CycleAnchorChanged) -> None:
+def cycle_anchor_changed(
+    b: BatchBuilder, position: int, event: wallet_events.CycleAnchorChanged
+) -> None:
     anchor = event.anchor
     cycle = {
         "anchor_day": anchor["day"],
@@ -114,13 +119,13 @@ def cycle_anchor_changed(b: BatchBuilder, position: int, event: Wallet.CycleAnch
 
 
 @POLICIES.on(Wallet.CycleStarted)
-def cycle_started(b: BatchBuilder, position: int, event: Wallet.CycleStarted) -> None:
+def cycle_started(b: BatchBuilder, position: int, event: wallet_events.CycleStarted) -> None:
     row = b.touch_wallet(position, event)
     row.cycle_start, row.next_cycle_at = event.cycle_start, event.next_cycle_at
 
 
 @POLICIES.on(Wallet.AlertRaised)
-def alert_raised(b: BatchBuilder, position: int, event: Wallet.AlertRaised) -> None:
+def alert_raised(b: BatchBuilder, position: int, event: wallet_events.AlertRaised) -> None:
     row = b.touch_wallet(position, event)
     detail: dict[str, Any] = {
         "balance": format_amount(event.balance),
@@ -140,7 +145,7 @@ def alert_raised(b: BatchBuilder, position: int, event: Wallet.AlertRaised) -> N
 
 
 @POLICIES.on(Wallet.TriggersRearmed)
-def triggers_rearmed(b: BatchBuilder, position: int, event: Wallet.TriggersRearmed) -> None:
+def triggers_rearmed(b: BatchBuilder, position: int, event: wallet_events.TriggersRearmed) -> None:
     row = b.touch_wallet(position, event)
     row.alerts_active = [a for a in row.alerts_active if a not in event.triggers]
     recovered = sorted(t for t in event.triggers if t in BALANCE_ALERTS)
@@ -154,7 +159,9 @@ def triggers_rearmed(b: BatchBuilder, position: int, event: Wallet.TriggersRearm
 
 
 @POLICIES.on(Wallet.AutoTopupTriggered)
-def auto_topup_triggered(b: BatchBuilder, position: int, event: Wallet.AutoTopupTriggered) -> None:
+def auto_topup_triggered(
+    b: BatchBuilder, position: int, event: wallet_events.AutoTopupTriggered
+) -> None:
     # The reactor requests the top-up; the read model only records that the wallet moved.
     b.touch_wallet(position, event)
 

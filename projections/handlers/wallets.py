@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from ledger_service.domain import entries, wallet_events
 from ledger_service.domain.policies import CycleAnchor
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import HandlerTable
@@ -20,7 +21,7 @@ WALLETS = HandlerTable()
 
 
 @WALLETS.on(Wallet.Opened)
-def opened(b: BatchBuilder, position: int, event: Wallet.Opened) -> None:
+def opened(b: BatchBuilder, position: int, event: wallet_events.Opened) -> None:
     # As Wallet.__init__: the first cycle is the default anchor's, at the opening time.
     anchor = CycleAnchor()
     b.wallets[event.originator_id] = WalletRow(
@@ -50,38 +51,38 @@ def opened(b: BatchBuilder, position: int, event: Wallet.Opened) -> None:
 
 
 @WALLETS.on(Wallet.SenderLinked)
-def sender_linked(b: BatchBuilder, position: int, event: Wallet.SenderLinked) -> None:
+def sender_linked(b: BatchBuilder, position: int, event: wallet_events.SenderLinked) -> None:
     row = b.touch_wallet(position, event)
     row.senders = sorted({*row.senders, event.waba_id})
 
 
 @WALLETS.on(Wallet.SenderUnlinked)
-def sender_unlinked(b: BatchBuilder, position: int, event: Wallet.SenderUnlinked) -> None:
+def sender_unlinked(b: BatchBuilder, position: int, event: wallet_events.SenderUnlinked) -> None:
     row = b.touch_wallet(position, event)
     row.senders = [s for s in row.senders if s != event.waba_id]
 
 
 @WALLETS.on(Wallet.PostpaidLimitChanged)
 def postpaid_limit_changed(
-    b: BatchBuilder, position: int, event: Wallet.PostpaidLimitChanged
+    b: BatchBuilder, position: int, event: wallet_events.PostpaidLimitChanged
 ) -> None:
     b.touch_wallet(position, event).postpaid_limit = event.postpaid_limit
 
 
 @WALLETS.on(Wallet.IncludedQuotaChanged)
 def included_quota_changed(
-    b: BatchBuilder, position: int, event: Wallet.IncludedQuotaChanged
+    b: BatchBuilder, position: int, event: wallet_events.IncludedQuotaChanged
 ) -> None:
     b.touch_wallet(position, event).included_quota = event.included_quota
 
 
 @WALLETS.on(Wallet.RateCardChanged)
-def rate_card_changed(b: BatchBuilder, position: int, event: Wallet.RateCardChanged) -> None:
+def rate_card_changed(b: BatchBuilder, position: int, event: wallet_events.RateCardChanged) -> None:
     b.touch_wallet(position, event).rate_card = rate_card_json(event.rate_card)
 
 
 @WALLETS.on(Wallet.Credited)
-def credited(b: BatchBuilder, position: int, event: Wallet.Credited) -> None:
+def credited(b: BatchBuilder, position: int, event: entries.Credited) -> None:
     row = b.touch_wallet(position, event)
     before = row.balance
     split = event.split
@@ -119,7 +120,7 @@ def credited(b: BatchBuilder, position: int, event: Wallet.Credited) -> None:
 
 
 @WALLETS.on(Wallet.Debited)
-def debited(b: BatchBuilder, position: int, event: Wallet.Debited) -> None:
+def debited(b: BatchBuilder, position: int, event: entries.Debited) -> None:
     row = b.touch_wallet(position, event)
     before = row.balance
     split = event.split
@@ -147,7 +148,7 @@ def debited(b: BatchBuilder, position: int, event: Wallet.Debited) -> None:
 
 
 @WALLETS.on(Wallet.FailedUsageRecorded)
-def failed_usage(b: BatchBuilder, position: int, event: Wallet.FailedUsageRecorded) -> None:
+def failed_usage(b: BatchBuilder, position: int, event: wallet_events.FailedUsageRecorded) -> None:
     row = b.touch_wallet(position, event)
     usage = b.usage_row(row.company_id, event.sender_id, event.category, event.timestamp)
     usage.failed_count += 1

@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger_service.application import LedgerApplication, Usage, record_usage_on
+from ledger_service.domain.usage import Usage, record_usage_on
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 from projections.tables import ReadModelTables
 from tests.integration.test_projections import history, table_differences

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ledger_service.application import LedgerApplication
 from ledger_service.bootstrap import Container, bootstrap, build_consumer
 from ledger_service.config import Settings
 from ledger_service.ingestion.batch import BatchOutcome
 from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.ingestion.records import Consumed, position_name
 from ledger_service.ingestion.topics import ensure_topics
+from ledger_service.service.ledger import LedgerApplication
 
 PARTITIONS = 3
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import structlog
 
-from ledger_service.application import LedgerApplication, Usage
+from ledger_service.domain.usage import Usage
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 from tests.conftest import Tokens
 

@@ -13,7 +13,6 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from ledger_service.application import LedgerApplication, Usage
 from ledger_service.audit.export import audit_rows, write_rows
 from ledger_service.audit.history import wallet_as_of
 from ledger_service.audit.replay import BinaryNotificationLog, replay
@@ -21,6 +20,8 @@ from ledger_service.audit.verify import read_model_snapshot, verify
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
 from ledger_service.domain.ids import wallet_id
+from ledger_service.domain.usage import Usage
+from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 from projections.tables import ALL_TABLES, ReadModelTables
 

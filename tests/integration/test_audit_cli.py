@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger_service.application import LedgerApplication
 from ledger_service.audit.verify import PROBLEMS_MAX
+from ledger_service.service.ledger import LedgerApplication
 from tests.integration.test_audit import dump, execute, ledger, workload
 
 pytestmark = pytest.mark.integration

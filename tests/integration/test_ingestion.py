@@ -10,11 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from ledger_service.application import LedgerApplication
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
 from ledger_service.domain.wallet import Wallet
 from ledger_service.ingestion.dlq import replay_dead_letters
+from ledger_service.service.ledger import LedgerApplication
 from tests.integration.ingestion_support import (
     ingestion_settings,
     new_topics,

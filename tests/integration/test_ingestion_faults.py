@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger_service.application import LedgerApplication
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.ledger import LedgerApplication
 from tests.integration.ingestion_support import (
     consumed_count,
     ingestion_settings,

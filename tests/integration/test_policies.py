@@ -18,7 +18,6 @@ import pytest
 import structlog.testing
 from aiokafka import AIOKafkaProducer
 
-from ledger_service.application import LedgerApplication, Usage
 from ledger_service.audit.replay import replay
 from ledger_service.audit.verify import read_model_snapshot, verify
 from ledger_service.bootstrap import (
@@ -32,10 +31,12 @@ from ledger_service.bootstrap import (
 )
 from ledger_service.config import Settings
 from ledger_service.domain.ids import wallet_id
+from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.reactions.cycles import run_cycles, schedule_cycles
 from ledger_service.reactions.notifications import NotificationRelay
+from ledger_service.service.ledger import LedgerApplication
 from projections.tables import ReadModelTables
 from tests.conftest import Tokens
 from tests.integration.ingestion_support import (

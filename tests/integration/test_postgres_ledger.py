@@ -12,12 +12,13 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from ledger_service.application import LedgerApplication, Usage, UsageOutcome
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
 from ledger_service.domain.books import trial_balance
 from ledger_service.domain.errors import InvalidTransition, LedgerError
+from ledger_service.domain.usage import Usage, UsageOutcome
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.ledger import LedgerApplication
 
 pytestmark = pytest.mark.integration
 D = Decimal

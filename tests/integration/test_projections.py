@@ -11,8 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger_service.application import LedgerApplication, Usage
 from ledger_service.domain.accounts import wallet_account
+from ledger_service.domain.usage import Usage
+from ledger_service.service.ledger import LedgerApplication
 from projections.builder import HANDLED_EVENTS
 from projections.projector import Projector
 from projections.rows import (

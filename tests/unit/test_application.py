@@ -5,7 +5,6 @@ from uuid import UUID
 
 import pytest
 
-from ledger_service.application import LedgerApplication, Usage, UsageOutcome
 from ledger_service.domain.books import trial_balance
 from ledger_service.domain.errors import (
     CurrencyMismatch,
@@ -19,6 +18,8 @@ from ledger_service.domain.errors import (
     WalletAlreadyExists,
     WalletNotFound,
 )
+from ledger_service.domain.usage import Usage, UsageOutcome
+from ledger_service.service.ledger import LedgerApplication
 from tests.fakes import InMemoryLedger
 
 D = Decimal

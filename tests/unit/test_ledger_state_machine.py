@@ -23,9 +23,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ledger_service.application import Usage
 from ledger_service.domain.books import trial_balance
 from ledger_service.domain.errors import LedgerError
+from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from tests.fakes import InMemoryLedger
 

@@ -63,3 +63,24 @@ def test_money_refuses_mixed_currencies() -> None:
 def test_refuses_bad_currencies(currency: object) -> None:
     with pytest.raises(InvalidArgument, match="ISO 4217"):
         parse_currency(currency)
+
+
+def test_the_contracts_use_the_domains_one_money_pattern() -> None:
+    import re
+
+    from ledger_service.domain.money import AMOUNT_PATTERN, UNSIGNED_AMOUNT_PATTERN
+    from schemas.api import TopupRequestIn
+    from schemas.usage_event import UsageEventData
+
+    amount = TopupRequestIn.model_json_schema()["properties"]["amount"]
+    assert amount["pattern"] == AMOUNT_PATTERN
+    unit_price = UsageEventData.model_json_schema()["properties"]["unit_price"]
+    assert {"type": "string", "pattern": UNSIGNED_AMOUNT_PATTERN} in unit_price["anyOf"]
+    pattern = re.compile(AMOUNT_PATTERN)
+    for accepted in ("0", "12.5", "-3.0000001", "1000000000000", "999999999999.9999999"):
+        assert pattern.fullmatch(accepted), accepted
+        parse_amount(accepted, allow_negative=True)
+    for refused in ("10000000000000", "1.12345678", "1e3", "01", ".5", "NaN"):
+        assert not pattern.fullmatch(refused), refused
+        with pytest.raises(InvalidAmount):
+            parse_amount(refused, allow_negative=True)

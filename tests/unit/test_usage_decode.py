@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from ledger_service.application import Usage
+from ledger_service.domain.usage import Usage
 from ledger_service.ingestion.decode import decode
 from ledger_service.ingestion.records import Consumed, DeadLetter
 from schemas.usage_event import usage_event_json_schema

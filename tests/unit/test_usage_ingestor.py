@@ -11,9 +11,9 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from ledger_service.application import LedgerApplication
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.records import DEDUCTION_FAILED, Consumed, DeadLetter
+from ledger_service.service.ledger import LedgerApplication
 from tests.fakes import InMemoryLedger
 
 

@@ -16,6 +16,7 @@ from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.wallet import (
     CreditBucket,
     CreditKind,
+    DebitKind,
     DebitSplit,
     PoolMode,
     Wallet,
@@ -224,3 +225,33 @@ def test_credit_needs_a_known_counter_account() -> None:
             reference="r",
             actor="op",
         )
+
+
+@pytest.mark.parametrize(
+    ("split", "reason"),
+    [
+        (DebitSplit(D("1"), D("1"), D("0"), D("0")), "does not add up"),
+        (DebitSplit(D("0"), D("501"), D("-501"), D("0")), "negative part"),
+        (DebitSplit(D("0"), D("401"), D("0"), D("0")), "would leave buckets"),
+    ],
+)
+def test_a_broken_money_event_is_never_triggered(split: DebitSplit, reason: str) -> None:
+    """The aggregate asserts its invariants before an event exists, so a bug in a split can
+    neither change the buckets nor leave a pending event to be saved."""
+    wallet = open_wallet()
+    before = (wallet.version, len(wallet.collect_events()), wallet.balance)
+    amount = sum((split.included, split.prepaid, split.postpaid, split.overage), D(0))
+    with pytest.raises(AssertionError, match=reason):
+        wallet._debit_entry(
+            D("1") if reason == "does not add up" else amount,
+            split,
+            kind=DebitKind.TRANSFER,
+            counter_account=accounts.TRANSFERS_IN_TRANSIT,
+            reference="bug",
+            actor="t",
+        )
+    assert (wallet.version, len(wallet.collect_events()), wallet.balance) == (
+        before[0],
+        0,
+        before[2],
+    )

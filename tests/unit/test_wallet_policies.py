@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import eventsourcing.domain
 import pytest
 
 from ledger_service.domain import accounts
@@ -19,23 +18,20 @@ D = Decimal
 
 
 class Clock:
-    """Controls the timestamps of new events (the library asks one function for them)."""
+    """The time the test passes to the wallet's commands (``at``): opening and usage."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
 
-    def __call__(self) -> datetime:
-        return self.now
-
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
-    monkeypatch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", clock)
-    return clock
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
 
 
-def new_wallet(*, included: str = "0", prepaid: str = "100", limit: str = "50") -> Wallet:
+def new_wallet(
+    *, included: str = "0", prepaid: str = "100", limit: str = "50", at: datetime | None = None
+) -> Wallet:
     wallet = Wallet.open(
         company_id="acme",
         currency="USD",
@@ -44,6 +40,7 @@ def new_wallet(*, included: str = "0", prepaid: str = "100", limit: str = "50") 
         included_quota=D(included),
         rate_card={"marketing": D("1")},
         actor="op",
+        at=at,
     )
     wallet.link_sender("w1", actor="op")
     if D(included):
@@ -64,7 +61,14 @@ def credit(wallet: Wallet, amount: str, bucket: CreditBucket = CreditBucket.PREP
     )
 
 
-def use(wallet: Wallet, amount: str, *, category: str = "marketing", units: int = 1) -> None:
+def use(
+    wallet: Wallet,
+    amount: str,
+    *,
+    category: str = "marketing",
+    units: int = 1,
+    at: datetime | None = None,
+) -> None:
     wallet.record_usage(
         D(amount),
         usage_reference="u",
@@ -74,6 +78,7 @@ def use(wallet: Wallet, amount: str, *, category: str = "marketing", units: int 
         units=units,
         unit_price=D(amount),
         actor="ingestion",
+        at=at,
     )
 
 
@@ -137,45 +142,45 @@ def test_absolute_threshold_and_replay_reproduces_the_state(clock: Clock) -> Non
 
 
 def test_spending_cap_fires_once_a_day_and_blocks_the_category_that_day(clock: Clock) -> None:
-    wallet = new_wallet(prepaid="1000")
+    wallet = new_wallet(prepaid="1000", at=clock.now)
     wallet.change_spending_caps({"marketing": {"units": 3}}, actor="op")
     wallet.collect_events()
     for _ in range(5):
-        use(wallet, "1")
+        use(wallet, "1", at=clock.now)
     events = wallet.collect_events()
     assert alerts_of(events) == ["spending_cap_reached"]
     assert wallet.blocked == {"marketing": "2026-11-22"}
     clock.now += timedelta(days=1)
-    use(wallet, "1")
+    use(wallet, "1", at=clock.now)
     assert wallet.blocked == {}
-    use(wallet, "1")
-    use(wallet, "1")
+    use(wallet, "1", at=clock.now)
+    use(wallet, "1", at=clock.now)
     assert alerts_of(wallet.collect_events()) == ["spending_cap_reached"]
     assert wallet.blocked == {"marketing": "2026-11-23"}
 
 
 def test_amount_cap_counts_in_the_wallet_time_zone(clock: Clock) -> None:
-    wallet = new_wallet(prepaid="1000")
+    wallet = new_wallet(prepaid="1000", at=clock.now)
     wallet.change_cycle_anchor(check_cycle_anchor(1, "00:00", "America/New_York"), actor="op")
     wallet.change_spending_caps({"marketing": {"amount": "5"}}, actor="op")
     clock.now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # still the 22nd in New York
-    use(wallet, "5")
+    use(wallet, "5", at=clock.now)
     assert wallet.blocked == {"marketing": "2026-11-22"}
 
 
 def test_rapid_burn_over_a_sliding_24_hours(clock: Clock) -> None:
-    wallet = new_wallet(prepaid="1000")
+    wallet = new_wallet(prepaid="1000", at=clock.now)
     wallet.configure_alerts(
         low_balance_threshold=D("0"), low_balance_percent=D(40), burn_limit_24h=D("20"), actor="op"
     )
     wallet.collect_events()
     for _ in range(3):
-        use(wallet, "8")
+        use(wallet, "8", at=clock.now)
         clock.now += timedelta(hours=10)
     # 8 + 8 + 8 = 24 > 20 within 24 h (hours 0, 10, 20).
     assert alerts_of(wallet.collect_events()) == ["rapid_burn"]
     clock.now += timedelta(hours=20)  # the first two fall out of the window
-    use(wallet, "1")
+    use(wallet, "1", at=clock.now)
     assert alerts_of(wallet.collect_events()) == ["rearmed:rapid_burn"]
 
 
@@ -196,8 +201,8 @@ def test_auto_topup_triggers_once_per_crossing(clock: Clock) -> None:
 
 def test_cycles_expire_and_grant_exactly_once_and_catch_up_in_order(clock: Clock) -> None:
     clock.now = datetime(2026, 9, 10, tzinfo=UTC)
-    wallet = new_wallet(included="100", prepaid="0")
-    use(wallet, "30")
+    wallet = new_wallet(included="100", prepaid="0", at=clock.now)
+    use(wallet, "30", at=clock.now)
     assert wallet.cycle_start == datetime(2026, 9, 1, tzinfo=UTC)
     wallet.collect_events()
     later = datetime(2026, 11, 22, tzinfo=UTC)  # two boundaries missed: Oct 1 and Nov 1

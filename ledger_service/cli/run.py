@@ -1,0 +1,161 @@
+"""The long-running parts of the service: ``run`` starts them all, ``serve``, ``consume``,
+``project`` and ``react`` start one each, until Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+
+import structlog
+import typer
+
+from ledger_service.api.app import ReadinessCheck
+from ledger_service.bootstrap import (
+    Container,
+    bootstrap,
+    build_api,
+    build_auto_topup,
+    build_consumer,
+    build_projector,
+    build_relay,
+    connector,
+)
+from ledger_service.cli.shared import load_settings
+from ledger_service.ingestion.consumer import UsageConsumer
+from ledger_service.ingestion.topics import ensure_topics
+from ledger_service.reactions.cycles import schedule_cycles
+from ledger_service.runner import StopSignal, Worker, run_until_signalled, serve_http
+from projections.projector import follow_until_stopped
+from projections.tables import ReadModelTables
+
+log = structlog.get_logger(__name__)
+
+
+def run() -> None:
+    """Start the whole service - HTTP API, usage consumer and read-model projections - on its
+    configured (or embedded) PostgreSQL and Kafka."""
+    _run_parts(http=True, consume=True, projections=True, reactions=True)
+
+
+def react() -> None:
+    """Run the reactions only (alert notifications to Kafka, auto top-ups, billing cycles)."""
+    _run_parts(reactions=True)
+
+
+def serve() -> None:
+    """Serve the HTTP API only, until Ctrl-C / SIGTERM."""
+    _run_parts(http=True)
+
+
+def consume() -> None:
+    """Run the usage-event consumer only, until Ctrl-C / SIGTERM."""
+    _run_parts(consume=True)
+
+
+def project(
+    once: bool = typer.Option(False, "--once", help="catch up with the event store and exit"),
+) -> None:
+    """Build the read models from the event store and keep following it (exactly once)."""
+    if once:
+        with bootstrap(load_settings()) as container:
+            projector = build_projector(container)
+            typer.echo(f"projected up to position {projector.catch_up()}")
+            projector.close()
+        return
+    _run_parts(projections=True)
+
+
+def _run_parts(
+    *,
+    http: bool = False,
+    consume: bool = False,
+    projections: bool = False,
+    reactions: bool = False,
+) -> None:
+    settings = load_settings()
+    with bootstrap(settings, with_broker=consume or reactions) as container:
+        workers: dict[str, Worker] = {}
+        checks: dict[str, ReadinessCheck] = {}
+        if consume:
+            consumer, _ = build_consumer(container)
+            workers["consumer"] = functools.partial(_consume, container, consumer)
+            checks["ingestion"] = functools.partial(_consumer_ready, consumer)
+        if reactions:
+            workers |= _reaction_workers(container)
+        if http:
+            app = build_api(container, readiness_checks=checks)
+            workers["http"] = functools.partial(
+                serve_http, app, settings.http_host, settings.http_port
+            )
+        if projections:
+            workers["projections"] = functools.partial(
+                follow_until_stopped,
+                build_projector(container),
+                poll_interval_s=settings.projection_poll_interval_ms / 1000,
+            )
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            runner.run(run_until_signalled(workers))
+
+
+def _reaction_workers(container: Container) -> dict[str, Worker]:
+    """Notifications relay, auto top-up reactor and the billing-cycle scheduler."""
+    settings = container.settings
+    relay = build_relay(container)
+    reactor = build_auto_topup(container)
+    poll_s = settings.reactions_poll_interval_ms / 1000
+
+    async def notify(stop: StopSignal) -> None:
+        assert container.kafka_bootstrap is not None
+        if settings.create_topics:
+            await ensure_topics(
+                container.kafka_bootstrap, {settings.notifications_topic: settings.topic_partitions}
+            )
+        await relay.run(stop)
+
+    return {
+        "notifications": notify,
+        "auto_topup": functools.partial(reactor.run, poll_interval_s=poll_s),
+        "cycles": functools.partial(
+            schedule_cycles,
+            container.ledger,
+            connector(container),
+            ReadModelTables(settings.read_models_schema),
+            interval_s=settings.cycle_check_interval_s,
+        ),
+    }
+
+
+async def _consumer_ready(consumer: UsageConsumer) -> None:
+    if not consumer.ready:
+        raise RuntimeError("the usage consumer cannot reach the broker or the event store")
+
+
+async def _consume(container: Container, consumer: UsageConsumer, stop: StopSignal) -> None:
+    settings = container.settings
+    assert container.kafka_bootstrap is not None
+    if settings.create_topics:
+        await ensure_topics(
+            container.kafka_bootstrap,
+            {
+                settings.usage_topic: settings.topic_partitions,
+                settings.dlq_topic: settings.topic_partitions,
+            },
+        )
+    if settings.kafka_bootstrap is None:
+        # The embedded broker keeps nothing across restarts: its topics start empty, so the
+        # positions recorded against their previous life mean nothing now.
+        forgotten = consumer.ingestor.forget_positions(settings.usage_topic)
+        log.info(
+            "embedded_broker_positions_reset", topic=settings.usage_topic, partitions=forgotten
+        )
+    await consumer.run(stop)
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: less CPU per request on the read path (see bench-api)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    return uvloop.new_event_loop

@@ -1,0 +1,99 @@
+"""A usage event (one message sent) and its price: domain rules, independent of transport.
+
+The ingestion decodes a CloudEvent into a ``Usage``; the service layer routes it to its wallet
+and calls ``record_usage_on``. Pricing lives here because it is a business rule: the rate card
+prices by category, a producer-supplied price must agree with it unless the producer is trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from ledger_service.domain.errors import CurrencyMismatch, PriceMismatch
+from ledger_service.domain.money import format_amount, parse_amount
+from ledger_service.domain.wallet import Wallet
+
+INGESTION_ACTOR = "ingestion"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One validated usage event (one message sent), independent of how it arrived."""
+
+    source: str
+    event_id: str
+    company_id: str
+    waba_id: str
+    conversation_id: str
+    category: str
+    status: str
+    units: int
+    unit_price: Decimal | None = None
+    currency: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """CloudEvents identity: the same (source, id) changes balances at most once."""
+        return (self.source, self.event_id)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.source}#{self.event_id}"
+
+    @property
+    def billable(self) -> bool:
+        return self.status != "failed"
+
+
+class UsageOutcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+
+
+def price_usage(
+    wallet: Wallet, usage: Usage, *, trust_producer_price: bool
+) -> tuple[Decimal, Decimal]:
+    """(unit price, amount): ``data.unit_price`` when given, else the rate card. A supplied
+    price that disagrees with the rate card is refused unless the producer is trusted."""
+    if usage.currency is not None and usage.currency != wallet.currency:
+        raise CurrencyMismatch(
+            f"usage priced in {usage.currency} for a wallet kept in {wallet.currency}"
+        )
+    card_price = wallet.rate_card.get(usage.category)
+    if usage.unit_price is None:
+        return card_price or Decimal(0), wallet.price_of(usage.category, usage.units)
+    supplied = parse_amount(usage.unit_price, field="unit_price")
+    if not trust_producer_price and supplied != card_price:
+        card = "no price" if card_price is None else format_amount(card_price)
+        raise PriceMismatch(
+            f"producer priced {usage.category} at {format_amount(supplied)} per unit, "
+            f"the rate card says {card}"
+        )
+    return supplied, parse_amount(supplied * usage.units, field="amount")
+
+
+def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool) -> None:
+    """Apply one usage event to ``wallet`` in memory (the caller saves)."""
+    if not usage.billable:
+        wallet.record_failed_usage(
+            usage_reference=usage.reference,
+            sender_id=usage.waba_id,
+            conversation_id=usage.conversation_id,
+            category=usage.category,
+            units=usage.units,
+            actor=INGESTION_ACTOR,
+        )
+        return
+    unit_price, amount = price_usage(wallet, usage, trust_producer_price=trust_producer_price)
+    wallet.record_usage(
+        amount,
+        usage_reference=usage.reference,
+        sender_id=usage.waba_id,
+        conversation_id=usage.conversation_id,
+        category=usage.category,
+        units=usage.units,
+        unit_price=unit_price,
+        actor=INGESTION_ACTOR,
+    )

@@ -1,0 +1,193 @@
+"""Top-up commands: request → approve (invoice) | reject | cancel → mark paid (credit), and the
+auto top-up that turns an ``AutoTopupTriggered`` wallet event into a request exactly once."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar, NotRequired, TypedDict
+from uuid import UUID
+
+from ledger_service.domain import accounts
+from ledger_service.domain.errors import CurrencyMismatch
+from ledger_service.domain.money import format_amount, parse_amount, parse_currency
+from ledger_service.domain.registry import InvoiceNumberClaim
+from ledger_service.domain.topup import TopupRequest
+from ledger_service.domain.wallet import CreditBucket, CreditKind
+from ledger_service.service.runner import Command, Decision
+from ledger_service.service.values import set_field
+
+if TYPE_CHECKING:
+    from ledger_service.service.ledger import LedgerApplication
+
+AUTO_TOPUP_ACTOR = "auto-topup"
+
+
+class TopupRequested(TypedDict):
+    topup_id: str
+    status: str
+    position: NotRequired[int | None]
+
+
+class TopupChanged(TypedDict):
+    topup_id: str
+    company_id: str
+    status: str
+    invoice_number: str | None
+    position: NotRequired[int | None]
+
+
+def topup_result(topup: TopupRequest) -> TopupChanged:
+    return {
+        "topup_id": str(topup.id),
+        "company_id": topup.company_id,
+        "status": topup.status.value,
+        "invoice_number": topup.invoice_number,
+    }
+
+
+def new_invoice_number(company_id: str, now: datetime | None = None) -> str:
+    """``TOP-{yyyyMM}-{company}-{suffix}``; uniqueness is enforced by an InvoiceNumberClaim."""
+    month = (now or datetime.now(UTC)).strftime("%Y%m")
+    return f"TOP-{month}-{company_id}-{secrets.token_hex(4).upper()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestTopup(Command[TopupRequested]):
+    name: ClassVar[str] = "request_topup"
+    fingerprint_omits: ClassVar[frozenset[str]] = frozenset({"company_id"})
+
+    company_id: str
+    amount: Decimal
+    currency: str
+    note: str = ""
+    pool_sender_id: str | None = None
+
+    def __post_init__(self) -> None:
+        set_field(self, "amount", parse_amount(self.amount, allow_zero=False))
+
+    def scope(self, ledger: LedgerApplication) -> str:
+        return self.company_id
+
+    def decide(self, ledger: LedgerApplication) -> Decision[TopupRequested]:
+        wallet = ledger.get_wallet(self.company_id, self.pool_sender_id)
+        if parse_currency(self.currency) != wallet.currency:
+            raise CurrencyMismatch(
+                f"top-up in {self.currency} for a wallet kept in {wallet.currency}"
+            )
+        topup = TopupRequest.request(
+            company_id=self.company_id,
+            wallet_id=wallet.id,
+            amount=self.amount,
+            currency=self.currency,
+            note=self.note,
+            actor=self.actor,
+        )
+        return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopupCommand(Command[TopupChanged]):
+    """A step of an existing top-up: scoped by the company the top-up belongs to."""
+
+    topup_id: UUID
+
+    def scope(self, ledger: LedgerApplication) -> str:
+        return ledger.get_topup(self.topup_id).company_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApproveTopup(TopupCommand):
+    """Approve and issue the invoice ``TOP-{yyyyMM}-{company}-{suffix}``."""
+
+    name: ClassVar[str] = "approve_topup"
+
+    def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
+        topup = ledger.get_topup(self.topup_id)
+        number = new_invoice_number(topup.company_id)
+        topup.approve(invoice_number=number, actor=self.actor)
+        claim = InvoiceNumberClaim(invoice_number=number, topup_id=topup.id)
+        return Decision([topup, claim], topup_result(topup))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectTopup(TopupCommand):
+    name: ClassVar[str] = "reject_topup"
+
+    reason: str
+
+    def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
+        topup = ledger.get_topup(self.topup_id)
+        topup.reject(reason=self.reason, actor=self.actor)
+        return Decision([topup], topup_result(topup))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelTopup(TopupCommand):
+    name: ClassVar[str] = "cancel_topup"
+
+    reason: str = ""
+
+    def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
+        topup = ledger.get_topup(self.topup_id)
+        topup.cancel(reason=self.reason, actor=self.actor)
+        return Decision([topup], topup_result(topup))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarkTopupPaid(TopupCommand):
+    """Record payment and credit the wallet's prepaid bucket in one transaction."""
+
+    name: ClassVar[str] = "mark_topup_paid"
+
+    payment_reference: str
+
+    def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
+        topup = ledger.get_topup(self.topup_id)
+        wallet = ledger.get_wallet_by_id(topup.wallet_id)
+        topup.mark_paid(payment_reference=self.payment_reference, actor=self.actor)
+        wallet.credit(
+            topup.amount,
+            bucket=CreditBucket.PREPAID,
+            kind=CreditKind.TOPUP,
+            counter_account=accounts.CASH_CLEARING,
+            reference=f"topup:{topup.id}:{topup.invoice_number}",
+            actor=self.actor,
+        )
+        return Decision([topup, wallet], topup_result(topup))
+
+
+def request_auto_topup(
+    ledger: LedgerApplication,
+    *,
+    wallet_id: UUID,
+    trigger_version: int,
+    auto_approve: bool,
+    amount: Decimal,
+) -> TopupRequested | TopupChanged:
+    """The top-up request of one ``AutoTopupTriggered`` event, exactly once: its
+    idempotency keys are derived from the triggering event."""
+    wallet = ledger.get_wallet_by_id(wallet_id)
+    key = f"auto-topup:{wallet_id}:{trigger_version}"
+    requested = ledger.handle(
+        RequestTopup(
+            company_id=wallet.company_id,
+            amount=parse_amount(format_amount(amount)),
+            currency=wallet.currency,
+            note=f"auto top-up (wallet version {trigger_version})",
+            pool_sender_id=wallet.pool_sender_id,
+            actor=AUTO_TOPUP_ACTOR,
+            idempotency_key=key,
+        )
+    )
+    if not auto_approve:
+        return requested
+    return ledger.handle(
+        ApproveTopup(
+            topup_id=UUID(requested["topup_id"]),
+            actor=AUTO_TOPUP_ACTOR,
+            idempotency_key=f"{key}:approve",
+        )
+    )

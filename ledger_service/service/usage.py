@@ -1,0 +1,280 @@
+"""The usage use case: route, price and deduct a batch of usage events, exactly once.
+
+One batch (one Kafka partition's poll, or a single event) is ONE event-store transaction
+holding every deduction, the usage keys (CloudEvents source + id) of the events applied and,
+when the batch came from a log, the log's next position. So after a crash either all of it is
+recorded or none, and a redelivered or republished event finds its key and is counted as a
+duplicate instead of being applied again.
+
+Refusals (an unknown sender, a price mismatch, a record the caller could not decode) are handed
+to ``refuse`` *before* the transaction that moves the position past them commits, so the caller
+can make them durable first (the consumer publishes them to the dead-letter topic).
+
+Conflicts: wallets are cached without re-reading them per batch (one consumer is the only usage
+writer for its partitions), so a concurrent write (a top-up, a rate-card change) surfaces as a
+version conflict at save. The batch is then re-planned from fresh aggregates, up to
+``retry_count_max`` times, then applied record by record; a record that still cannot be saved
+is refused as ``billing.deduction_failed``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from ledger_service.domain.errors import (
+    ConcurrencyConflict,
+    LedgerError,
+    SenderNotLinked,
+    UnknownCompany,
+)
+from ledger_service.domain.ids import sender_registration_id
+from ledger_service.domain.usage import Usage, record_usage_on
+from ledger_service.domain.wallet import Wallet
+from ledger_service.metrics import INGESTION_CONFLICT_RETRIES
+from ledger_service.service.runner import (
+    Conflict,
+    evicting_on_conflict,
+    retry_on_conflict,
+    translated_store_errors,
+)
+
+if TYPE_CHECKING:
+    from ledger_service.service.ledger import LedgerApplication
+
+DEDUCTION_FAILED = "billing.deduction_failed"
+DUPLICATE_IDS_LOGGED_MAX = 5
+USAGE_RETRY_BACKOFF_BASE_S = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A record that will not change any balance, with a machine-readable code and a sentence.
+    ``error`` is the ledger's own reason when it refused a decoded usage event."""
+
+    offset: int
+    code: str
+    message: str
+    usage: Usage | None = None
+    error: LedgerError | None = None
+
+
+Item = tuple[int, Usage | Refusal]
+"""One record of a batch: its offset in the log and what it decoded to."""
+
+
+@dataclass
+class BatchOutcome:
+    applied: int = 0
+    failed_status: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    """Records below the recorded position: another consumer already took them."""
+    duplicate_ids: list[str] = field(default_factory=list)
+
+    def add(self, other: BatchOutcome) -> None:
+        self.applied += other.applied
+        self.failed_status += other.failed_status
+        self.duplicates += other.duplicates
+        self.dead_lettered += other.dead_lettered
+        self.skipped += other.skipped
+        self.duplicate_ids.extend(other.duplicate_ids[:DUPLICATE_IDS_LOGGED_MAX])
+
+
+@dataclass
+class _Plan:
+    wallets: dict[UUID, Wallet] = field(default_factory=dict)
+    usage_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+
+class UsageDeductions:
+    """Applies batches of usage to the ledger for one consumer (or one call)."""
+
+    def __init__(
+        self,
+        ledger: LedgerApplication,
+        *,
+        trust_producer_price: bool = False,
+        retry_count_max: int = 3,
+    ) -> None:
+        self.ledger = ledger
+        self.trust_producer_price = trust_producer_price
+        self.retry_count_max = retry_count_max
+        # (sender, company) -> wallet id. Only a hint: the wallet's own sender set (kept
+        # current by optimistic concurrency) has the last word, see _apply.
+        self._routes: dict[tuple[str, str], UUID] = {}
+
+    def apply(
+        self, items: Sequence[Item], *, position: str | None, refuse: Callable[[Refusal], None]
+    ) -> BatchOutcome:
+        """Apply ``items`` (in offset order) in one transaction; with a ``position`` name,
+        skip what is below the recorded position and record the next one."""
+        if not items:
+            return BatchOutcome()
+        with translated_store_errors():
+            try:
+                return retry_on_conflict(
+                    lambda: self._attempt(items, position, refuse),
+                    self.retry_count_max,
+                    what="usage batch",
+                    backoff_base_s=USAGE_RETRY_BACKOFF_BASE_S,
+                )
+            except ConcurrencyConflict:
+                return self._apply_one_by_one(items, position, refuse)
+
+    def _attempt(
+        self, items: Sequence[Item], position: str | None, refuse: Callable[[Refusal], None]
+    ) -> BatchOutcome:
+        start = None if position is None else self.ledger.consumer_position(position)
+        pending = [item for item in items if start is None or item[0] >= start]
+        if not pending:
+            return BatchOutcome(skipped=len(items))
+        try:
+            outcome = self._plan_and_save(pending, position, refuse)
+        except Conflict:
+            INGESTION_CONFLICT_RETRIES.inc()
+            raise
+        outcome.skipped = len(items) - len(pending)
+        return outcome
+
+    def _plan_and_save(
+        self, pending: list[Item], position: str | None, refuse: Callable[[Refusal], None]
+    ) -> BatchOutcome:
+        plan = _Plan()
+        try:
+            self._plan(pending, plan)
+            for refusal in plan.refusals:
+                refuse(refusal)
+            with evicting_on_conflict(self.ledger, list(plan.wallets.values())):
+                self._save(plan, position, next_offset=pending[-1][0] + 1)
+        except BaseException:
+            # Cached aggregates may now hold unsaved events: never reuse them.
+            self.ledger.evict(list(plan.wallets))
+            self._routes.clear()
+            raise
+        return plan.outcome
+
+    def _save(self, plan: _Plan, position: str | None, *, next_offset: int) -> None:
+        if position is None and not plan.usage_keys:
+            return  # a single event that changed nothing: nothing to record
+        self.ledger.save_consumed(
+            list(plan.wallets.values()),
+            usage_keys=plan.usage_keys,
+            position_name=position,
+            next_offset=next_offset,
+        )
+
+    def _plan(self, pending: list[Item], plan: _Plan) -> None:
+        keys = [item.key for _, item in pending if isinstance(item, Usage)]
+        already = self.ledger.command_store.select_applied_usage_keys(keys)
+        seen: set[tuple[str, str]] = set()
+        outcome = plan.outcome
+        for offset, item in pending:
+            if isinstance(item, Refusal):
+                plan.refusals.append(item)
+                continue
+            if item.key in already or item.key in seen:
+                outcome.duplicates += 1
+                if len(outcome.duplicate_ids) < DUPLICATE_IDS_LOGGED_MAX:
+                    outcome.duplicate_ids.append(item.reference)
+                continue
+            try:
+                self._apply(item, plan.wallets)
+            except LedgerError as exc:
+                plan.refusals.append(Refusal(offset, exc.code, exc.message, item, exc))
+                continue
+            seen.add(item.key)
+            plan.usage_keys.append((item.source, item.event_id, item.company_id))
+            if item.billable:
+                outcome.applied += 1
+            else:
+                outcome.failed_status += 1
+        outcome.dead_lettered = len(plan.refusals)
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> None:
+        wallet = self._route(usage, wallets)
+        try:
+            record_usage_on(wallet, usage, trust_producer_price=self.trust_producer_price)
+        except SenderNotLinked:
+            self._routes.pop((usage.waba_id, usage.company_id), None)
+            if self._sender_linked_in_store(wallet.id, usage.waba_id):
+                raise Conflict from None  # our cached wallet was stale
+            if self._route_changed(usage, wallet.id):
+                raise Conflict from None
+            raise
+
+    def _route(self, usage: Usage, wallets: dict[UUID, Wallet]) -> Wallet:
+        route = (usage.waba_id, usage.company_id)
+        wallet_id = self._routes.get(route)
+        if wallet_id is not None and wallet_id in wallets:
+            return wallets[wallet_id]  # the object holding this batch's pending events
+        try:
+            wallet = self.ledger.wallet_for_sender(usage.waba_id, usage.company_id)
+        except (SenderNotLinked, UnknownCompany):
+            # A negative answer from the cache is re-read before it is believed.
+            self.ledger.evict([sender_registration_id(usage.waba_id)])
+            wallet = self.ledger.wallet_for_sender(usage.waba_id, usage.company_id)
+        self._routes[route] = wallet.id
+        return wallets.setdefault(wallet.id, wallet)
+
+    def _route_changed(self, usage: Usage, wallet_id: UUID) -> bool:
+        """Has the sender moved to another wallet since we cached its registration?"""
+        self.ledger.evict([sender_registration_id(usage.waba_id)])
+        try:
+            current = self.ledger.wallet_for_sender(usage.waba_id, usage.company_id)
+        except LedgerError:
+            return False
+        return current.id != wallet_id
+
+    def _sender_linked_in_store(self, wallet_id: UUID, waba_id: str) -> bool:
+        self.ledger.evict([wallet_id])
+        return waba_id in self.ledger.get_wallet_by_id(wallet_id).senders
+
+    # -- the fallback ---------------------------------------------------------------------
+
+    def _apply_one_by_one(
+        self, items: Sequence[Item], position: str | None, refuse: Callable[[Refusal], None]
+    ) -> BatchOutcome:
+        total = BatchOutcome()
+        for item in items:
+            try:
+                single = retry_on_conflict(
+                    functools.partial(self._attempt, [item], position, refuse),
+                    self.retry_count_max,
+                    what="usage event",
+                    backoff_base_s=USAGE_RETRY_BACKOFF_BASE_S,
+                )
+            except ConcurrencyConflict as exc:
+                self._deduction_failed(item, position, refuse, exc)
+                total.dead_lettered += 1
+                continue
+            total.add(single)
+        return total
+
+    def _deduction_failed(
+        self,
+        item: Item,
+        position: str | None,
+        refuse: Callable[[Refusal], None],
+        error: ConcurrencyConflict,
+    ) -> None:
+        offset, content = item
+        usage = content if isinstance(content, Usage) else None
+        detail = (
+            ""
+            if usage is None
+            else f" company={usage.company_id} sender={usage.waba_id} "
+            f"conversation={usage.conversation_id} event={usage.reference}"
+        )
+        message = f"conflict survived {self.retry_count_max} retries;{detail}"
+        refuse(Refusal(offset, DEDUCTION_FAILED, message, usage, error))
+        if position is not None:
+            self.ledger.advance_consumer_position(position, next_offset=offset + 1)

@@ -17,6 +17,16 @@ from pydantic_core import PydanticCustomError
 
 from ledger_service.domain.errors import InvalidAmount
 from ledger_service.domain.money import AMOUNT_PATTERN, format_amount, parse_amount
+from ledger_service.domain.policies import (
+    ANCHOR_DAY_MAX,
+    AUTO_TOPUP_SECTION_ENABLED_DEFAULT,
+    LOW_BALANCE_PERCENT_DEFAULT,
+    CycleAnchor,
+    alert_settings_from,
+    auto_topup_from,
+    check_spending_caps,
+    cycle_anchor_from,
+)
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.topups import MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
@@ -65,10 +75,6 @@ def _prices(prices: dict[str, str]) -> dict[str, Decimal]:
 
 def _optional_decimal(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
-
-
-def _section(section: BaseModel | None) -> dict[str, Any] | None:
-    return None if section is None else section.model_dump()
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -127,12 +133,12 @@ class AlertSettingsIn(Request):
     low_balance_threshold: Money | None = Field(
         None, description="absolute; when null the percentage of the cycle's funding applies"
     )
-    low_balance_percent: Money = "40"
+    low_balance_percent: Money = format_amount(LOW_BALANCE_PERCENT_DEFAULT)
     burn_limit_24h: Money | None = Field(None, description="rapid-burn alert above this")
 
 
 class AutoTopupIn(Request):
-    enabled: bool = True
+    enabled: bool = AUTO_TOPUP_SECTION_ENABLED_DEFAULT
     trigger_balance: Money = Field("0", description="request a top-up when balance goes below")
     amount: Money = "0"
     auto_approve: bool = False
@@ -144,11 +150,13 @@ class SpendingCapIn(Request):
 
 
 class CycleIn(Request):
-    anchor_day: int = Field(1, ge=1, le=28)
+    anchor_day: int = Field(CycleAnchor().day, ge=1, le=ANCHOR_DAY_MAX)
     anchor_time: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = (
-        "00:00"
+        CycleAnchor().at
     )
-    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = (
+        CycleAnchor().time_zone
+    )
 
 
 class AuthorizationOut(BaseModel):
@@ -227,12 +235,16 @@ class ConfigureWalletIn(Request):
             postpaid_limit=_optional_decimal(self.postpaid_limit),
             included_quota=_optional_decimal(self.included_quota),
             rate_card=None if self.rate_card is None else _prices(self.rate_card),
-            alerts=_section(self.alerts),
-            auto_topup=_section(self.auto_topup),
+            alerts=None if self.alerts is None else alert_settings_from(self.alerts.model_dump()),
+            auto_topup=None
+            if self.auto_topup is None
+            else auto_topup_from(self.auto_topup.model_dump()),
             spending_caps=None
             if self.spending_caps is None
-            else {category: cap.model_dump() for category, cap in self.spending_caps.items()},
-            cycle=_section(self.cycle),
+            else check_spending_caps(
+                {c: cap.model_dump() for c, cap in self.spending_caps.items()}
+            ),
+            cycle=None if self.cycle is None else cycle_anchor_from(self.cycle.model_dump()),
             actor=actor,
             idempotency_key=idempotency_key,
         )

@@ -25,6 +25,7 @@ threshold does not spam. A spending cap fires once per category per day.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -245,3 +246,56 @@ def _previous_month(year: int, month: int) -> tuple[int, int]:
 
 def _next_month(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+# -- policy sections as requested (PATCH /v1/wallets/{id}, `configure_wallet`) -----------------
+# A section replaces that whole policy; omitted keys take these defaults. Configuring an auto
+# top-up turns it on unless the section says otherwise (the state's default is off).
+
+ALERT_SECTION_FIELDS = frozenset({"low_balance_threshold", "low_balance_percent", "burn_limit_24h"})
+AUTO_TOPUP_SECTION_FIELDS = frozenset({"enabled", "trigger_balance", "amount", "auto_approve"})
+CYCLE_SECTION_FIELDS = frozenset({"anchor_day", "anchor_time", "time_zone"})
+AUTO_TOPUP_SECTION_ENABLED_DEFAULT = True
+
+
+def alert_settings_from(section: Mapping[str, object]) -> AlertSettings:
+    _check_fields(section, ALERT_SECTION_FIELDS)
+    default = AlertSettings()
+    return check_alert_settings(
+        section.get("low_balance_threshold", default.low_balance_threshold),
+        section.get("low_balance_percent", default.low_balance_percent),
+        section.get("burn_limit_24h", default.burn_limit_24h),
+    )
+
+
+def auto_topup_from(section: Mapping[str, object]) -> AutoTopup:
+    _check_fields(section, AUTO_TOPUP_SECTION_FIELDS)
+    default = AutoTopup()
+    return check_auto_topup(
+        _flag(section.get("enabled", AUTO_TOPUP_SECTION_ENABLED_DEFAULT), "enabled"),
+        section.get("trigger_balance", default.trigger_balance),
+        section.get("amount", default.amount),
+        _flag(section.get("auto_approve", default.auto_approve), "auto_approve"),
+    )
+
+
+def cycle_anchor_from(section: Mapping[str, object]) -> CycleAnchor:
+    _check_fields(section, CYCLE_SECTION_FIELDS)
+    default = CycleAnchor()
+    return check_cycle_anchor(
+        section.get("anchor_day", default.day),
+        section.get("anchor_time", default.at),
+        section.get("time_zone", default.time_zone),
+    )
+
+
+def _check_fields(section: Mapping[str, object], allowed: frozenset[str]) -> None:
+    unknown = set(section) - allowed
+    if unknown:
+        raise InvalidArgument(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be true or false, got {value!r}")
+    return value

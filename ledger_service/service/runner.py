@@ -120,12 +120,17 @@ class Command(Generic[R]):
         """Load, decide, return what to save. May run several times (conflict retries)."""
         raise NotImplementedError
 
-    def fingerprint(self) -> str:
-        request = {
-            f.name: _plain(getattr(self, f.name))
+    def fingerprint_fields(self) -> dict[str, object]:
+        """The fields that identify the request, by name (override to present a field in the
+        shape the first release fingerprinted)."""
+        return {
+            f.name: getattr(self, f.name)
             for f in fields(self)
             if f.name not in NOT_FINGERPRINTED and f.name not in self.fingerprint_omits
         }
+
+    def fingerprint(self) -> str:
+        request = {name: _plain(value) for name, value in self.fingerprint_fields().items()}
         body = json.dumps({"command": self.name, **request}, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
 

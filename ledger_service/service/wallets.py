@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, TypedDict
 
@@ -13,7 +13,16 @@ from ledger_service.domain import accounts
 from ledger_service.domain.errors import InvalidArgument
 from ledger_service.domain.ids import check_key
 from ledger_service.domain.money import ZERO, parse_amount, parse_currency
-from ledger_service.domain.policies import LOW_BALANCE_PERCENT_DEFAULT, check_cycle_anchor
+from ledger_service.domain.policies import (
+    AlertSettings,
+    AutoTopup,
+    CycleAnchor,
+    SpendingCap,
+    alert_settings_from,
+    auto_topup_from,
+    check_spending_caps,
+    cycle_anchor_from,
+)
 from ledger_service.domain.topup import check_text
 from ledger_service.domain.wallet import CreditBucket, CreditKind, PoolMode, Wallet
 from ledger_service.service.runner import Command, Decision
@@ -143,11 +152,12 @@ class UnlinkSender(SenderCommand):
 class ConfigureWallet(Command[WalletChanged]):
     """Change limits, quota, rate card and policies; each change is an event.
 
-    ``alerts``: ``low_balance_threshold`` (absolute, or null for the percentage),
-    ``low_balance_percent``, ``burn_limit_24h``; ``auto_topup``: ``enabled``,
-    ``trigger_balance``, ``amount``, ``auto_approve``; ``spending_caps``: category ->
-    ``units`` and/or ``amount`` per day; ``cycle``: ``anchor_day``, ``anchor_time``,
-    ``time_zone``. A section replaces that whole policy; omitted keys take defaults."""
+    A policy section replaces that whole policy. Sections may be given as typed values or as
+    request-shaped mappings (``alerts``: ``low_balance_threshold``, ``low_balance_percent``,
+    ``burn_limit_24h``; ``auto_topup``: ``enabled``, ``trigger_balance``, ``amount``,
+    ``auto_approve``; ``spending_caps``: category -> ``units`` and/or ``amount`` per day;
+    ``cycle``: ``anchor_day``, ``anchor_time``, ``time_zone``), which the domain validates and
+    completes with its defaults on construction."""
 
     name: ClassVar[str] = "configure_wallet"
     fingerprint_omits: ClassVar[frozenset[str]] = frozenset({"company_id"})
@@ -157,10 +167,10 @@ class ConfigureWallet(Command[WalletChanged]):
     postpaid_limit: Decimal | None = None
     included_quota: Decimal | None = None
     rate_card: Mapping[str, Decimal] | None = None
-    alerts: Mapping[str, Any] | None = None
-    auto_topup: Mapping[str, Any] | None = None
-    spending_caps: Mapping[str, Mapping[str, Any]] | None = None
-    cycle: Mapping[str, Any] | None = None
+    alerts: AlertSettings | None = None
+    auto_topup: AutoTopup | None = None
+    spending_caps: Mapping[str, SpendingCap] | None = None
+    cycle: CycleAnchor | None = None
 
     def __post_init__(self) -> None:
         changes = (self.postpaid_limit, self.included_quota, self.rate_card, self.alerts)
@@ -171,6 +181,28 @@ class ConfigureWallet(Command[WalletChanged]):
             value = getattr(self, name)
             if value is not None:
                 set_field(self, name, parse_amount(value, field=name))
+        _typed_section(self, "alerts", AlertSettings, alert_settings_from)
+        _typed_section(self, "auto_topup", AutoTopup, auto_topup_from)
+        _typed_section(self, "cycle", CycleAnchor, cycle_anchor_from)
+        caps = self.spending_caps
+        if caps is not None and not all(isinstance(c, SpendingCap) for c in caps.values()):
+            set_field(self, "spending_caps", check_spending_caps(dict(caps)))
+
+    def fingerprint_fields(self) -> dict[str, object]:
+        """Sections in their request shape, as the first release fingerprinted them."""
+        fields = super().fingerprint_fields()
+        for name in ("alerts", "auto_topup"):
+            value = getattr(self, name)
+            fields[name] = None if value is None else asdict(value)
+        caps = self.spending_caps
+        fields["spending_caps"] = (
+            None if caps is None else {k: c.as_dict() for k, c in caps.items()}
+        )
+        cycle = self.cycle
+        fields["cycle"] = None if cycle is None else {
+            "anchor_day": cycle.day, "anchor_time": cycle.at, "time_zone": cycle.time_zone
+        }  # fmt: skip
+        return fields
 
     def scope(self, ledger: LedgerApplication) -> str:
         return self.company_id
@@ -183,15 +215,27 @@ class ConfigureWallet(Command[WalletChanged]):
             wallet.change_included_quota(self.included_quota, actor=self.actor)
         if self.rate_card is not None:
             wallet.change_rate_card(dict(self.rate_card), actor=self.actor)
-        configure_policies(
-            wallet,
-            alerts=self.alerts,
-            auto_topup=self.auto_topup,
-            spending_caps=self.spending_caps,
-            cycle=self.cycle,
-            actor=self.actor,
-        )
+        self._configure_policies(wallet)
         return Decision([wallet], {"company_id": self.company_id})
+
+    def _configure_policies(self, wallet: Wallet) -> None:
+        if self.alerts is not None:
+            wallet.configure_alerts(**asdict(self.alerts), actor=self.actor)
+        if self.auto_topup is not None:
+            wallet.configure_auto_topup(**asdict(self.auto_topup), actor=self.actor)
+        if self.spending_caps is not None:
+            caps = {category: cap.as_dict() for category, cap in self.spending_caps.items()}
+            wallet.change_spending_caps(caps, actor=self.actor)
+        if self.cycle is not None:
+            wallet.change_cycle_anchor(self.cycle, actor=self.actor)
+
+
+def _typed_section(
+    command: ConfigureWallet, name: str, kind: type[Any], parse: Callable[[Mapping[str, Any]], Any]
+) -> None:
+    value = getattr(command, name)
+    if value is not None and not isinstance(value, kind):
+        set_field(command, name, parse(value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,63 +274,3 @@ class CreditWallet(Command[WalletChanged]):
             actor=self.actor,
         )
         return Decision([wallet], {"company_id": self.company_id})
-
-
-def configure_policies(
-    wallet: Wallet,
-    *,
-    alerts: Mapping[str, Any] | None,
-    auto_topup: Mapping[str, Any] | None,
-    spending_caps: Mapping[str, Mapping[str, Any]] | None,
-    cycle: Mapping[str, Any] | None,
-    actor: str,
-) -> None:
-    """Apply the policy sections of a configure request to ``wallet`` (each one an event)."""
-    if alerts is not None:
-        _check_fields(alerts, {"low_balance_threshold", "low_balance_percent", "burn_limit_24h"})
-        wallet.configure_alerts(
-            low_balance_threshold=_optional_amount(alerts.get("low_balance_threshold")),
-            low_balance_percent=parse_amount(
-                alerts.get("low_balance_percent", LOW_BALANCE_PERCENT_DEFAULT),
-                field="low_balance_percent",
-            ),
-            burn_limit_24h=_optional_amount(alerts.get("burn_limit_24h")),
-            actor=actor,
-        )
-    if auto_topup is not None:
-        _check_fields(auto_topup, {"enabled", "trigger_balance", "amount", "auto_approve"})
-        wallet.configure_auto_topup(
-            enabled=_flag(auto_topup.get("enabled", True), "enabled"),
-            trigger_balance=parse_amount(
-                auto_topup.get("trigger_balance", "0"), field="trigger_balance", allow_negative=True
-            ),
-            amount=parse_amount(auto_topup.get("amount", "0"), field="amount"),
-            auto_approve=_flag(auto_topup.get("auto_approve", False), "auto_approve"),
-            actor=actor,
-        )
-    if spending_caps is not None:
-        wallet.change_spending_caps({k: dict(v) for k, v in spending_caps.items()}, actor=actor)
-    if cycle is not None:
-        _check_fields(cycle, {"anchor_day", "anchor_time", "time_zone"})
-        anchor = check_cycle_anchor(
-            cycle.get("anchor_day", 1),
-            cycle.get("anchor_time", "00:00"),
-            cycle.get("time_zone", "UTC"),
-        )
-        wallet.change_cycle_anchor(anchor, actor=actor)
-
-
-def _check_fields(section: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = set(section) - allowed
-    if unknown:
-        raise InvalidArgument(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-
-
-def _optional_amount(value: object) -> Decimal | None:
-    return None if value is None else parse_amount(value)
-
-
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"{name} must be true or false, got {value!r}")
-    return value

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, ClassVar, NotRequired, TypedDict
+from typing import TYPE_CHECKING, ClassVar, Literal, NotRequired, TypedDict
 from uuid import UUID
 
 from ledger_service.domain import accounts
@@ -23,18 +23,19 @@ if TYPE_CHECKING:
     from ledger_service.service.ledger import LedgerApplication
 
 AUTO_TOPUP_ACTOR = "auto-topup"
+TopupStatusText = Literal["pending", "invoiced", "completed", "rejected", "cancelled"]
 
 
 class TopupRequested(TypedDict):
     topup_id: str
-    status: str
+    status: TopupStatusText
     position: NotRequired[int | None]
 
 
 class TopupChanged(TypedDict):
     topup_id: str
     company_id: str
-    status: str
+    status: TopupStatusText
     invoice_number: str | None
     position: NotRequired[int | None]
 

@@ -69,7 +69,7 @@ def test_the_contracts_use_the_domains_one_money_pattern() -> None:
     import re
 
     from ledger_service.domain.money import AMOUNT_PATTERN, UNSIGNED_AMOUNT_PATTERN
-    from schemas.api import TopupRequestIn
+    from schemas.requests import TopupRequestIn
     from schemas.usage_event import UsageEventData
 
     amount = TopupRequestIn.model_json_schema()["properties"]["amount"]

@@ -232,7 +232,7 @@ def test_credit_needs_a_known_counter_account() -> None:
     [
         (DebitSplit(D("1"), D("1"), D("0"), D("0")), "does not add up"),
         (DebitSplit(D("0"), D("501"), D("-501"), D("0")), "negative part"),
-        (DebitSplit(D("0"), D("401"), D("0"), D("0")), "would leave buckets"),
+        (DebitSplit(D("0"), D("401"), D("0"), D("0")), "would leave a bucket"),
     ],
 )
 def test_a_broken_money_event_is_never_triggered(split: DebitSplit, reason: str) -> None:

@@ -1,0 +1,130 @@
+"""What every ``/v1`` route shares: the API state, the caller and its scope, request parameters
+with their limits, bounded read-your-writes waits, idempotency keys and the write helper."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ledger_service.api.auth import Authenticator, Principal, require_manage, require_view
+from ledger_service.api.context import bind_company
+from ledger_service.api.errors import ApiError
+from ledger_service.domain.money import format_amount
+from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.runner import Command
+from projections.queries import ReadModels
+from schemas.api import KEY_PATTERN
+
+R = TypeVar("R")
+PAGE_SIZE_MAX = 500
+
+
+@dataclass
+class ApiState:
+    """What the routes need; ``reads`` is set by the app's lifespan (an asyncpg pool)."""
+
+    ledger: LedgerApplication
+    authenticate: Authenticator
+    read_wait_timeout_s: float = 2.0
+    reads: ReadModels | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_bearer = HTTPBearer(auto_error=False, description="JWT (HS256) with sub, company_id, scopes")
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+def reads_of(state: ApiState) -> ReadModels:
+    if state.reads is None:
+        raise ApiError(503, "UNAVAILABLE", "the read-model pool is not open")
+    return state.reads
+
+
+async def principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    caller = state_of(request).authenticate(request.headers.get("authorization"))
+    bind_company(caller.company_id)
+    return caller
+
+
+async def operator(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller, provided it holds the operator scope (``billing.manage``)."""
+    require_manage(caller)
+    return caller
+
+
+State = Annotated[ApiState, Depends(state_of)]
+Caller = Annotated[Principal, Depends(principal)]
+Operator = Annotated[Principal, Depends(operator)]
+CompanyPath = Annotated[str, Path(pattern=KEY_PATTERN, description="company id")]
+MinPosition = Annotated[
+    int | None,
+    Query(ge=0, le=2**62, description="wait (bounded) until read models include this position"),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="required: a retry with the same key and body returns the original answer",
+    ),
+]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor")]
+Limit = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)]
+
+
+def amount_text(value: Decimal | None) -> str | None:
+    return None if value is None else format_amount(value)
+
+
+def wallet_not_found(company_id: str) -> ApiError:
+    return ApiError(404, "WALLET_NOT_FOUND", f"no wallet for company {company_id}")
+
+
+def see(caller: Principal, company_id: str) -> None:
+    """Tenants see their own company only; another company looks like no company at all."""
+    require_view(caller)
+    if not caller.can_see(company_id):
+        raise wallet_not_found(company_id)
+
+
+async def fresh(state: ApiState, min_position: int | None) -> ReadModels:
+    reads = reads_of(state)
+    if min_position and not await reads.wait_for(min_position, state.read_wait_timeout_s):
+        raise ApiError(
+            503,
+            "PROJECTION_BEHIND",
+            f"read models have not reached position {min_position} yet; retry shortly",
+            {"Retry-After": "1"},
+        )
+    return reads
+
+
+def key(idempotency_key: str | None) -> str:
+    if not idempotency_key:
+        raise ApiError(400, "IDEMPOTENCY_KEY_REQUIRED", "writes need an Idempotency-Key header")
+    return idempotency_key
+
+
+async def write(state: ApiState, command: Command[R]) -> R:
+    """Run a command in a worker thread (eventsourcing is synchronous)."""
+    return await asyncio.to_thread(state.ledger.handle, command)
+
+
+def page(rows: list[Any], limit: int, column: str) -> tuple[list[Any], str | None]:
+    """Rows were fetched with ``limit + 1``: a cursor only when there really is a next page."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, str(rows[-1][column])

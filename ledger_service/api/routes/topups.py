@@ -1,0 +1,161 @@
+"""Top-up requests: tenants request and read their own; operators approve, reject, mark paid."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from ledger_service.api.auth import require_view
+from ledger_service.api.errors import ApiError
+from ledger_service.api.routes.dependencies import (
+    Caller,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    MinPosition,
+    Operator,
+    State,
+    fresh,
+    key,
+    page,
+    see,
+    wallet_not_found,
+    write,
+)
+from ledger_service.domain.money import format_amount
+from ledger_service.service.topups import ApproveTopup, TopupChanged
+from schemas.api import KEY_PATTERN, TopupOut, TopupsPage
+from schemas.requests import MarkPaidIn, RejectIn, TopupRequestIn
+
+router = APIRouter()
+
+
+@router.post("/topup-requests", status_code=201, tags=["tenant"])
+async def request_topup(
+    body: TopupRequestIn, state: State, caller: Caller, idempotency_key: IdempotencyKey = None
+) -> TopupOut:
+    """Ask for prepaid credit; starts ``pending`` (scope billing.view, own company)."""
+    see(caller, body.company_id)
+    command = body.to_command(actor=caller.subject, idempotency_key=key(idempotency_key))
+    result = await write(state, command)
+    return TopupOut(
+        id=UUID(result["topup_id"]),
+        company_id=body.company_id,
+        status=result["status"],
+        amount=body.amount,
+        currency=body.currency,
+        note=body.note,
+        requested_by=caller.subject,
+        position=result["position"],
+    )
+
+
+@router.get("/topup-requests", tags=["tenant", "operator"])
+async def list_topups(
+    state: State,
+    caller: Caller,
+    status: Literal["pending", "invoiced", "completed", "rejected", "cancelled"] | None = None,
+    company: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    min_position: MinPosition = None,
+) -> TopupsPage:
+    """Tenants: their own company's requests. Operators: every company's (filter ``company``)."""
+    require_view(caller)
+    if not caller.is_operator:
+        if company is not None and company != caller.company_id:
+            raise wallet_not_found(company)
+        company = caller.company_id
+    rows = await (await fresh(state, min_position)).topups(
+        company_id=company, status=status,
+        before_position=int(cursor) if cursor else None, limit=limit + 1,
+    )  # fmt: skip
+    rows, next_cursor = page(rows, limit, "created_position")
+    return TopupsPage(items=[_topup(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/topup-requests/{topup_id}", tags=["tenant", "operator"])
+async def get_topup(
+    topup_id: UUID, state: State, caller: Caller, min_position: MinPosition = None
+) -> TopupOut:
+    """One top-up request (tenants: their own company's only)."""
+    require_view(caller)
+    row = await (await fresh(state, min_position)).topup(topup_id)
+    if row is None or not caller.can_see(row["company_id"]):
+        raise ApiError(404, "TOPUP_NOT_FOUND", f"no top-up request {topup_id}")
+    return _topup(row)
+
+
+def _topup(row: Any) -> TopupOut:
+    return TopupOut(
+        id=row["topup_id"],
+        company_id=row["company_id"],
+        status=row["status"],
+        amount=format_amount(row["amount"]),
+        currency=row["currency"],
+        note=row["note"],
+        invoice_number=row["invoice_number"],
+        payment_reference=row["payment_reference"],
+        reason=row["reason"],
+        requested_by=row["requested_by"],
+        approved_by=row["approved_by"],
+        paid_by=row["paid_by"],
+        rejected_by=row["rejected_by"],
+        requested_at=row["requested_at"],
+        approved_at=row["approved_at"],
+        completed_at=row["completed_at"],
+        rejected_at=row["rejected_at"],
+        cancelled_at=row["cancelled_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _changed(result: TopupChanged) -> TopupOut:
+    return TopupOut(
+        id=UUID(result["topup_id"]),
+        company_id=result["company_id"],
+        status=result["status"],
+        invoice_number=result["invoice_number"],
+        position=result.get("position"),
+    )
+
+
+@router.post("/topup-requests/{topup_id}/approve", tags=["operator"])
+async def approve_topup(
+    topup_id: UUID, state: State, caller: Operator, idempotency_key: IdempotencyKey = None
+) -> TopupOut:
+    """pending → invoiced, issuing the invoice number (scope billing.manage)."""
+    command = ApproveTopup(
+        topup_id=topup_id, actor=caller.subject, idempotency_key=key(idempotency_key)
+    )
+    return _changed(await write(state, command))
+
+
+@router.post("/topup-requests/{topup_id}/reject", tags=["operator"])
+async def reject_topup(
+    topup_id: UUID,
+    body: RejectIn,
+    state: State,
+    caller: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> TopupOut:
+    """pending → rejected, with a reason (scope billing.manage)."""
+    idempotency = key(idempotency_key)
+    command = body.to_command(topup_id, actor=caller.subject, idempotency_key=idempotency)
+    return _changed(await write(state, command))
+
+
+@router.post("/topup-requests/{topup_id}/mark-paid", tags=["operator"])
+async def mark_topup_paid(
+    topup_id: UUID,
+    body: MarkPaidIn,
+    state: State,
+    caller: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> TopupOut:
+    """invoiced → completed, crediting the wallet exactly once (scope billing.manage)."""
+    idempotency = key(idempotency_key)
+    command = body.to_command(topup_id, actor=caller.subject, idempotency_key=idempotency)
+    return _changed(await write(state, command))

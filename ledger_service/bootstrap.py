@@ -20,12 +20,12 @@ from psycopg.conninfo import conninfo_to_dict
 from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
+from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.reactions import autotopup, notifications
 from ledger_service.reactions.autotopup import AutoTopupReactor
 from ledger_service.reactions.follower import LogFollower
-from ledger_service.reactions.loop import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
 from ledger_service.reactions.notifications import NotificationRelay
 from ledger_service.reactions.positions import FollowerPositions
 from ledger_service.service.ledger import LedgerApplication
@@ -244,6 +244,7 @@ def build_projector(container: Container, **overrides: Any) -> Projector:
         container.ledger.mapper,
         tables=ReadModelTables(settings.read_models_schema),
         batch_size_max=settings.projection_batch_size_max,
+        listen=lambda: psycopg.AsyncConnection.connect(url),
         **overrides,
     )
     projector.setup()

@@ -11,7 +11,7 @@ A part that raises is handled one of two ways, chosen per part by ``cli/run.py``
   after a back-off that doubles up to a minute. They only ever lag - they catch up from their
   tracked positions - so one of them failing must not stop deductions (the consumer) or reads
   (HTTP). Their expected outages (database, broker) never reach here: their loop waits them
-  out (``ledger_service.reactions.loop``). A bug that recurs is logged on every restart, loudly.
+  out (``ledger_service.follow``). A bug that recurs is logged on every restart, loudly.
 * the HTTP server and the usage consumer are not: if one of them fails, the process stops with
   the error (non-zero exit), because a service that cannot serve or ingest must be restarted by
   its supervisor (systemd, Kubernetes), not look healthy.
@@ -29,7 +29,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from ledger_service.reactions.loop import pause
+from ledger_service.follow import pause
 
 log = structlog.get_logger(__name__)
 

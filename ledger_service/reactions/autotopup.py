@@ -14,8 +14,8 @@ from eventsourcing.utils import get_topic
 
 from ledger_service.domain.errors import LedgerError
 from ledger_service.domain.wallet import Wallet
+from ledger_service.follow import FollowLoop
 from ledger_service.reactions.follower import LogFollower
-from ledger_service.reactions.loop import FollowLoop
 from ledger_service.service.ledger import LedgerApplication
 
 log = structlog.get_logger(__name__)

@@ -17,7 +17,7 @@ from uuid import UUID
 import psycopg
 import structlog
 
-from ledger_service.reactions.loop import DATABASE_UNAVAILABLE, pause
+from ledger_service.follow import DATABASE_UNAVAILABLE, pause
 from ledger_service.service.ledger import LedgerApplication
 from projections.tables import ReadModelTables
 

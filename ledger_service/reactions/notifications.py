@@ -21,8 +21,8 @@ from eventsourcing.utils import get_topic
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.policies import BALANCE_ALERTS, BALANCE_RECOVERED
 from ledger_service.domain.wallet import Wallet
+from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop
 from ledger_service.reactions.follower import Batch, LogFollower
-from ledger_service.reactions.loop import DATABASE_UNAVAILABLE, FollowLoop
 
 log = structlog.get_logger(__name__)
 

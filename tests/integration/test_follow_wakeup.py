@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from ledger_service.reactions.loop import Wakeup
+from ledger_service.follow import Wakeup
 
 CHANNEL = "ledger_test_events"
 

@@ -13,8 +13,8 @@ import pytest
 import structlog
 from eventsourcing.persistence import Notification
 
+from ledger_service.follow import FollowLoop, pause
 from ledger_service.reactions.follower import LogFollower
-from ledger_service.reactions.loop import FollowLoop, pause
 from ledger_service.runner import StopSignal, restarting, run_until_signalled
 from ledger_service.service.runner import StoreUnavailable
 

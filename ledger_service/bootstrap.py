@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
+from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.reactions import autotopup, notifications
@@ -28,6 +29,7 @@ from ledger_service.reactions.follower import LogFollower
 from ledger_service.reactions.notifications import NotificationRelay
 from ledger_service.reactions.positions import FollowerPositions
 from ledger_service.service.ledger import LedgerApplication
+from ledger_service.store import LedgerRecorder
 from projections.projector import Projector
 from projections.queries import ReadModels
 from projections.tables import ReadModelTables
@@ -187,23 +189,41 @@ def build_follower(container: Container, name: str, topics: tuple[str, ...]) -> 
     )
 
 
+def build_follow_loop(
+    container: Container, name: str, recoverable: Recoverable = DATABASE_UNAVAILABLE
+) -> FollowLoop:
+    """A follower's loop, woken by the event store's NOTIFY on the container's database."""
+    url, settings = container.database_url, container.settings
+    recorder = container.ledger.recorder
+    assert isinstance(recorder, LedgerRecorder)  # APPLICATION_RECORDER_TOPIC above
+    return FollowLoop(
+        name,
+        Wakeup(lambda: psycopg.AsyncConnection.connect(url), recorder.channel_name),
+        poll_interval_s=settings.reactions_poll_interval_ms / 1000,
+        backoff_max_s=settings.unavailable_backoff_max_s,
+        recoverable=recoverable,
+    )
+
+
 def build_relay(container: Container) -> NotificationRelay:
     """Alerts to Kafka; needs ``bootstrap(..., with_broker=True)``."""
     if container.kafka_bootstrap is None:
         raise RuntimeError("build_relay needs bootstrap(..., with_broker=True)")
-    settings = container.settings
+    name = notifications.RELAY_NAME
     return NotificationRelay(
-        build_follower(container, notifications.RELAY_NAME, notifications.TOPICS),
+        build_follower(container, name, notifications.TOPICS),
         bootstrap=container.kafka_bootstrap,
-        topic=settings.notifications_topic,
-        poll_interval_s=settings.reactions_poll_interval_ms / 1000,
-        backoff_max_s=settings.unavailable_backoff_max_s,
+        topic=container.settings.notifications_topic,
+        loop=build_follow_loop(container, name, notifications.RECOVERABLE),
     )
 
 
 def build_auto_topup(container: Container) -> AutoTopupReactor:
+    name = autotopup.REACTOR_NAME
     return AutoTopupReactor(
-        container.ledger, build_follower(container, autotopup.REACTOR_NAME, autotopup.TOPICS)
+        container.ledger,
+        build_follower(container, name, autotopup.TOPICS),
+        build_follow_loop(container, name),
     )
 
 
@@ -224,6 +244,7 @@ def build_projector(container: Container, **overrides: Any) -> Projector:
         container.ledger.mapper,
         tables=ReadModelTables(settings.read_models_schema),
         batch_size_max=settings.projection_batch_size_max,
+        listen=lambda: psycopg.AsyncConnection.connect(url),
         **overrides,
     )
     projector.setup()

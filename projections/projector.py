@@ -7,11 +7,21 @@ together with the projection's position. The transaction first locks the positio
 it is still where this projector left it, so a crash at any point - or a second projector on the
 same tables - can neither lose a batch nor apply one twice: on restart the projector continues
 after the last committed position.
+
+It follows the log with the followers' loop (``ledger_service.follow``: NOTIFY wake-up,
+poll fallback, an unreachable database waited out, bugs raised for the supervisor), but keeps its
+position in its own read-model schema (``rm_projection_positions``), not in the followers'
+``ledger_follower_positions``. That is deliberate: the position must commit in the same
+transaction as the rows it describes, and ``ledger replay`` rebuilds a whole schema - tables and
+position together - and swaps it in atomically. A position outside the schema could neither
+commit with the rows nor be swapped with them; the followers' positions, conversely, must
+survive a replay (or it would re-send notifications), so one table cannot serve both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +33,7 @@ import structlog
 from eventsourcing.persistence import Notification
 
 from ledger_service import metrics
+from ledger_service.follow import FollowLoop, ListenConnect, Wakeup
 from projections.builder import PROJECTED_TOPIC_PREFIXES, BatchBuilder, needs_loading
 from projections.tables import PROJECTION_NAME, ReadModelTables
 from projections.writer import RowWriter
@@ -63,6 +74,7 @@ class Projector:
         batch_size_max: int = 1000,
         name: str = PROJECTION_NAME,
         before_commit: BeforeCommit | None = None,
+        listen: ListenConnect | None = None,
     ) -> None:
         self.connect = connect
         self.source = source
@@ -71,6 +83,8 @@ class Projector:
         self.batch_size_max = batch_size_max
         self.name = name
         self.before_commit = before_commit
+        self.listen = listen
+        """Opens the connection that LISTENs for new events; None: poll only."""
         self._conn: psycopg.Connection[Any] | None = None
         self._position: int | None = None
         self.rows = RowWriter(self.tables)
@@ -115,21 +129,22 @@ class Projector:
 
     def project_batch(self, stop: int | None = None) -> int:
         """Project the next batch (up to ``stop`` inclusive); the number of notifications."""
-        if self._position is None:
-            self._position = self.position()
-        start = self._position + 1
-        if stop is not None and start > stop:
-            return 0
-        notifications = self.source.select_notifications(start, self.batch_size_max, stop)
-        if not notifications:
-            return 0
-        started = time.perf_counter()
-        events = self._decode(notifications)
-        last = notifications[-1].id
-        if not self._commit_batch(events, last):
-            return self.project_batch(stop)
-        self._observe(len(notifications), last, events, started)
-        return len(notifications)
+        while True:
+            if self._position is None:
+                self._position = self.position()
+            start = self._position + 1
+            if stop is not None and start > stop:
+                return 0
+            notifications = self.source.select_notifications(start, self.batch_size_max, stop)
+            if not notifications:
+                return 0
+            started = time.perf_counter()
+            events = self._decode(notifications)
+            last = notifications[-1].id
+            if self._commit_batch(events, last):
+                self._observe(len(notifications), last, events, started)
+                return len(notifications)
+            # Another projector moved the position: go on from where it left off.
 
     def _decode(self, notifications: Sequence[Notification]) -> list[tuple[int, Any]]:
         """(position, domain event) of the notifications that change a read model."""
@@ -272,33 +287,43 @@ class Projector:
 
     # -- following ------------------------------------------------------------------------
 
-    def follow(self, stopping: threading.Event, poll_interval_s: float = 0.5) -> None:
-        """Project new events until ``stopping`` is set. Woken by the event store's NOTIFY on
-        every insert; polls every ``poll_interval_s`` anyway (a NOTIFY can be missed while
-        reconnecting)."""
-        listener: psycopg.Connection[Any] | None = None
-        while not stopping.is_set():
-            try:
-                if listener is None or listener.closed:
-                    listener = self._listen()
-                self.catch_up()
-                if not stopping.is_set():
-                    for _ in listener.notifies(timeout=poll_interval_s, stop_after=1):
-                        pass
-            except psycopg.OperationalError as exc:
-                log.warning("projection_database_error", error=str(exc))
-                self.close()
-                listener = None
-                stopping.wait(min(poll_interval_s * 4, 5.0))
-        if listener is not None:
-            listener.close()
-        self.close()
+    async def run(self, stop: asyncio.Event, poll_interval_s: float = 0.5) -> None:
+        """Project new events until ``stop`` is set (see the module's docstring); the batch in
+        flight commits or rolls back, never half-applies."""
+        wakeup = None if self.listen is None else Wakeup(self.listen, self.source.channel_name)
+        loop = FollowLoop(self.name, wakeup, poll_interval_s=poll_interval_s)
+        try:
+            await loop.run(self._step, stop)
+        finally:
+            self.close()
 
-    def _listen(self) -> psycopg.Connection[Any]:
-        listener = self.connect()
-        listener.autocommit = True
-        listener.execute(f'LISTEN "{self.source.channel_name}"')
-        return listener
+    async def _step(self) -> bool:
+        try:
+            return bool(await asyncio.to_thread(self.project_batch))
+        except psycopg.OperationalError:
+            self.close()  # broken: the next step connects afresh
+            raise
+
+    def follow(self, stopping: threading.Event, poll_interval_s: float = 0.5) -> None:
+        """``run`` for a thread of its own, until ``stopping`` is set."""
+        asyncio.run(self._follow(stopping, poll_interval_s))
+
+    async def _follow(self, stopping: threading.Event, poll_interval_s: float) -> None:
+        stop = asyncio.Event()
+        mirror = asyncio.create_task(_mirror(stopping, stop))
+        try:
+            await self.run(stop, poll_interval_s)
+        finally:
+            mirror.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mirror
+
+
+async def _mirror(stopping: threading.Event, stop: asyncio.Event) -> None:
+    """Set ``stop`` once ``stopping`` (set by another thread) is."""
+    while not stopping.is_set():
+        await asyncio.sleep(0.05)
+    stop.set()
 
 
 def _state_rows(builder: BatchBuilder) -> int:
@@ -314,14 +339,5 @@ class _PositionMoved(Exception):
 async def follow_until_stopped(
     projector: Projector, stop: asyncio.Event, poll_interval_s: float = 0.5
 ) -> None:
-    """Run ``projector.follow`` in a thread (psycopg and the event store are synchronous) until
-    ``stop`` is set; the batch in flight commits or rolls back, never half-applies."""
-    stopping = threading.Event()
-    follower = asyncio.create_task(asyncio.to_thread(projector.follow, stopping, poll_interval_s))
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.set()
-    waiter.cancel()
-    await follower
-    if not stop.is_set():
-        stop.set()
+    """``projector.run``: the runner's worker for the projections."""
+    await projector.run(stop, poll_interval_s)

@@ -25,7 +25,13 @@ from ledger_service.cli.shared import load_settings
 from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.reactions.cycles import schedule_cycles
-from ledger_service.runner import StopSignal, Worker, run_until_signalled, serve_http
+from ledger_service.runner import (
+    StopSignal,
+    Worker,
+    restarting,
+    run_until_signalled,
+    serve_http,
+)
 from projections.projector import follow_until_stopped
 from projections.tables import ReadModelTables
 
@@ -89,10 +95,13 @@ def _run_parts(
                 serve_http, app, settings.http_host, settings.http_port
             )
         if projections:
-            workers["projections"] = functools.partial(
-                follow_until_stopped,
-                build_projector(container),
-                poll_interval_s=settings.projection_poll_interval_ms / 1000,
+            workers["projections"] = restarting(
+                "projections",
+                functools.partial(
+                    follow_until_stopped,
+                    build_projector(container),
+                    poll_interval_s=settings.projection_poll_interval_ms / 1000,
+                ),
             )
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
             runner.run(run_until_signalled(workers))
@@ -103,7 +112,6 @@ def _reaction_workers(container: Container) -> dict[str, Worker]:
     settings = container.settings
     relay = build_relay(container)
     reactor = build_auto_topup(container)
-    poll_s = settings.reactions_poll_interval_ms / 1000
 
     async def notify(stop: StopSignal) -> None:
         assert container.kafka_bootstrap is not None
@@ -113,9 +121,9 @@ def _reaction_workers(container: Container) -> dict[str, Worker]:
             )
         await relay.run(stop)
 
-    return {
+    workers: dict[str, Worker] = {
         "notifications": notify,
-        "auto_topup": functools.partial(reactor.run, poll_interval_s=poll_s),
+        "auto_topup": reactor.run,
         "cycles": functools.partial(
             schedule_cycles,
             container.ledger,
@@ -124,6 +132,8 @@ def _reaction_workers(container: Container) -> dict[str, Worker]:
             interval_s=settings.cycle_check_interval_s,
         ),
     }
+    # Followers only lag when they fail: restart them, never stop ingestion (see runner.py).
+    return {name: restarting(name, worker) for name, worker in workers.items()}
 
 
 async def _consumer_ready(consumer: UsageConsumer) -> None:

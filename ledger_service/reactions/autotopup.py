@@ -8,13 +8,13 @@ request instead of creating another.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 from eventsourcing.utils import get_topic
 
 from ledger_service.domain.errors import LedgerError
 from ledger_service.domain.wallet import Wallet
+from ledger_service.follow import FollowLoop
 from ledger_service.reactions.follower import LogFollower
 from ledger_service.service.ledger import LedgerApplication
 
@@ -25,9 +25,12 @@ TOPICS = (f"{get_topic(Wallet)}.AutoTopupTriggered",)
 
 
 class AutoTopupReactor:
-    def __init__(self, ledger: LedgerApplication, follower: LogFollower) -> None:
+    def __init__(
+        self, ledger: LedgerApplication, follower: LogFollower, loop: FollowLoop | None = None
+    ) -> None:
         self.ledger = ledger
         self.follower = follower
+        self.loop = loop or FollowLoop(REACTOR_NAME)
 
     def react_once(self) -> int:
         """Handle the next batch; how many log positions it covered (0: nothing new)."""
@@ -63,13 +66,9 @@ class AutoTopupReactor:
         self.follower.done(batch)
         return len(batch.events) or 1
 
-    async def run(self, stop: asyncio.Event, poll_interval_s: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                busy = await asyncio.to_thread(self.react_once)
-            except Exception as exc:
-                log.warning("auto_topup_reactor_error", error=repr(exc))
-                busy = 0
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=poll_interval_s)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the log until ``stop``; an unreachable database is waited out, a bug raises."""
+        await self.loop.run(self._step, stop)
+
+    async def _step(self) -> bool:
+        return bool(await asyncio.to_thread(self.react_once))

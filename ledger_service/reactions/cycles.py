@@ -9,7 +9,6 @@ never a double grant. Runs in ``ledger run`` every ``cycle_check_interval_s`` an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from uuid import UUID
 import psycopg
 import structlog
 
+from ledger_service.follow import DATABASE_UNAVAILABLE, pause
 from ledger_service.service.ledger import LedgerApplication
 from projections.tables import ReadModelTables
 
@@ -55,6 +55,9 @@ async def schedule_cycles(
     stop: asyncio.Event,
     interval_s: float,
 ) -> None:
+    """Start due cycles every ``interval_s`` until ``stop``. Missing read models and an
+    unreachable database are waited out; anything else is a bug and raises (the supervisor
+    restarts the scheduler)."""
     while not stop.is_set():
         try:
             await asyncio.to_thread(run_cycles, ledger, connect, tables, datetime.now(UTC))
@@ -65,7 +68,6 @@ async def schedule_cycles(
                 reason="the wallet read model does not exist yet; it is built by the "
                 "projections (`ledger project` or `ledger run`)",
             )
-        except Exception as exc:
-            log.warning("cycle_scheduler_error", error=repr(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("cycle_scheduler_unavailable", error=repr(exc))
+        await pause(stop, interval_s)

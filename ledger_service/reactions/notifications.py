@@ -10,7 +10,6 @@ deduction, and replaying read models re-sends nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -22,6 +21,7 @@ from eventsourcing.utils import get_topic
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.policies import BALANCE_ALERTS, BALANCE_RECOVERED
 from ledger_service.domain.wallet import Wallet
+from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop
 from ledger_service.reactions.follower import Batch, LogFollower
 
 log = structlog.get_logger(__name__)
@@ -29,8 +29,9 @@ log = structlog.get_logger(__name__)
 RELAY_NAME = "notifications"
 SOURCE = "//ledger/wallets"
 TYPE_PREFIX = "ledger.alert."
-ALERT_RAISED = "Wallet.AlertRaised"
 TOPICS = (f"{get_topic(Wallet)}.AlertRaised", f"{get_topic(Wallet)}.TriggersRearmed")
+# A broker outage is as expected as a database one: both are waited out with back-off.
+RECOVERABLE = (*DATABASE_UNAVAILABLE, KafkaError, OSError)
 
 
 def cloudevent_of(position: int, event: Any) -> tuple[str, dict[str, Any]] | None:
@@ -42,7 +43,7 @@ def cloudevent_of(position: int, event: Any) -> tuple[str, dict[str, Any]] | Non
         "available": format_amount(event.available),
         "position": position,
     }
-    if type(event).__qualname__ == ALERT_RAISED:
+    if isinstance(event, Wallet.AlertRaised):
         alert = event.alert
         data |= {
             "threshold": _amount(event.threshold),
@@ -50,12 +51,15 @@ def cloudevent_of(position: int, event: Any) -> tuple[str, dict[str, Any]] | Non
             "category": event.category,
             "day": event.day,
         }
-    else:
+    elif isinstance(event, Wallet.TriggersRearmed):
         recovered = sorted(t for t in event.triggers if t in BALANCE_ALERTS)
         if not recovered:
             return None
         alert = BALANCE_RECOVERED
         data["recovered"] = recovered
+    else:
+        # The relay follows only TOPICS: any other event here is a bug in the wiring.
+        raise TypeError(f"not an alert event: {type(event).__qualname__}")
     data["alert"] = alert
     return event.company_id, {
         "specversion": "1.0",
@@ -80,14 +84,12 @@ class NotificationRelay:
         *,
         bootstrap: str,
         topic: str,
-        poll_interval_s: float = 0.5,
-        backoff_max_s: float = 5.0,
+        loop: FollowLoop | None = None,
     ) -> None:
         self.follower = follower
         self.bootstrap = bootstrap
         self.topic = topic
-        self.poll_interval_s = poll_interval_s
-        self.backoff_max_s = backoff_max_s
+        self.loop = loop or FollowLoop(RELAY_NAME, recoverable=RECOVERABLE)
         self.published = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -97,22 +99,17 @@ class NotificationRelay:
             linger_ms=5,
             enable_idempotence=False,  # the embedded Tansu broker refuses idempotent producers
         )
-        backoff = self.poll_interval_s
         started = False
+
+        async def step() -> bool:
+            nonlocal started
+            if not started:
+                await producer.start()
+                started = True
+            return await self.relay_once(producer)
+
         try:
-            while not stop.is_set():
-                try:
-                    if not started:
-                        await producer.start()
-                        started = True
-                    busy = await self.relay_once(producer)
-                    backoff = self.poll_interval_s
-                except (KafkaError, OSError) as exc:
-                    log.warning("notification_relay_unavailable", error=repr(exc))
-                    backoff = min(backoff * 2, self.backoff_max_s)
-                    busy = False
-                if not busy:
-                    await _wait(stop, backoff)
+            await self.loop.run(step, stop)
         finally:
             if started:
                 await producer.stop()
@@ -137,8 +134,3 @@ class NotificationRelay:
         if sent:
             log.info("notifications_published", count=len(sent), through=batch.through)
         return True
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

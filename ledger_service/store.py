@@ -17,7 +17,8 @@ Both are passed as keyword arguments of ``Application.save(...)``, which the lib
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -152,8 +153,19 @@ class LedgerRecorder(PostgresProcessRecorder):
 
     # -- reads ----------------------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self) -> Iterator[Cursor[DictRow]]:
+        """A cursor on a pooled autocommit connection, for one read-only statement.
+
+        No BEGIN/ROLLBACK around it: one statement is atomic on its own, it saves two round
+        trips, and no transaction is left idle if the thread stalls (on an overloaded host a
+        thread waiting for the GIL between BEGIN and SELECT outlived the server's
+        idle-in-transaction timeout, which then killed the connection)."""
+        with self.datastore.get_connection() as conn:
+            yield conn.cursor()
+
     def select_command(self, scope: str, key: str) -> CommandRecord | None:
-        with self.datastore.transaction(commit=False) as curs:
+        with self._reading() as curs:
             curs.execute(self._select_command, (scope, key), prepare=True)
             row = curs.fetchone()
         if row is None:
@@ -164,7 +176,7 @@ class LedgerRecorder(PostgresProcessRecorder):
 
     def select_positions(self, originator_id: UUID) -> list[tuple[int, int]]:
         """(version, notification id) of every event of one aggregate, in version order."""
-        with self.datastore.transaction(commit=False) as curs:
+        with self._reading() as curs:
             curs.execute(
                 SQL(
                     "SELECT originator_version, notification_id FROM {}.{} "
@@ -194,6 +206,6 @@ class LedgerRecorder(PostgresProcessRecorder):
         if not pairs:
             return set()
         sources, event_ids = (list(column) for column in zip(*pairs, strict=True))
-        with self.datastore.transaction(commit=False) as curs:
+        with self._reading() as curs:
             curs.execute(self._select_usage_keys, (sources, event_ids))
             return {(row["source"], row["event_id"]) for row in curs.fetchall()}

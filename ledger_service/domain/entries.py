@@ -17,7 +17,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from ledger_service.domain import accounts
-from ledger_service.domain.errors import InvalidArgument
+from ledger_service.domain.errors import InsufficientFunds, InvalidArgument
 from ledger_service.domain.money import ZERO
 
 
@@ -32,6 +32,8 @@ class CreditKind(StrEnum):
 class CreditBucket(StrEnum):
     INCLUDED = "included"
     PREPAID = "prepaid"
+    POSTPAID_USED = "postpaid_used"
+    """Repays drawn postpaid credit only (an operator's correction of a debt)."""
 
 
 class DebitKind(StrEnum):
@@ -39,6 +41,8 @@ class DebitKind(StrEnum):
     TRANSFER = "transfer"
     EXPIRY = "expiry"
     """Unused included quota expiring at a cycle boundary."""
+    ADJUSTMENT = "adjustment"
+    """An operator's correction (see ``domain.adjustment``)."""
 
 
 class Credited(Aggregate.Event):
@@ -92,6 +96,23 @@ class DebitSplit:
         }
 
 
+def split_credit(
+    amount: Decimal, bucket: CreditBucket, *, postpaid_used: Decimal
+) -> dict[str, Decimal]:
+    """Where a credit goes. Prepaid money first repays drawn postpaid credit, so a wallet never
+    holds prepaid money and debt at the same time."""
+    if bucket is CreditBucket.PREPAID:
+        repaid = min(amount, postpaid_used)
+        return {"postpaid": repaid, "prepaid": amount - repaid}
+    if bucket is CreditBucket.POSTPAID_USED:
+        if amount > postpaid_used:
+            raise InsufficientFunds(
+                f"a credit of {amount} exceeds the drawn postpaid credit {postpaid_used}"
+            )
+        return {"postpaid": amount}
+    return {"included": amount}
+
+
 def split_debit(
     amount: Decimal,
     *,
@@ -114,3 +135,33 @@ def check_counter_account(name: str) -> None:
         raise InvalidArgument(
             f"unknown counter account {name!r}; one of {sorted(accounts.COUNTER_ACCOUNTS)}"
         )
+
+
+def check_entry(
+    amount: Decimal,
+    split: dict[str, Decimal],
+    *,
+    sign: int,
+    included: Decimal,
+    prepaid: Decimal,
+    postpaid_used: Decimal,
+) -> None:
+    """Invariants of every money event, checked before it is triggered (so a broken one never
+    reaches the aggregate or the store): the split adds up to the amount, no part of it is
+    negative, and no bucket goes negative. ``included``/``prepaid``/``postpaid_used`` are the
+    wallet's buckets before the entry. A failure here is a bug, not input.
+    (Plain comparisons: this runs for every message billed.)"""
+    from_included = split.get("included", ZERO)
+    from_prepaid = split.get("prepaid", ZERO)
+    postpaid = split.get("postpaid", ZERO)
+    overage = split.get("overage", ZERO)
+    assert from_included + from_prepaid + postpaid + overage == amount, (
+        f"split {split} does not add up to {amount}"
+    )
+    negative = from_included < 0 or from_prepaid < 0 or postpaid < 0 or overage < 0
+    assert not negative, f"negative part in split {split}"
+    if sign < 0:  # a debit drains included and prepaid; postpaid_used only grows
+        fits = included >= from_included and prepaid >= from_prepaid
+    else:  # a credit fills included and prepaid, repaying postpaid_used first
+        fits = postpaid_used >= postpaid
+    assert fits, f"{split} would leave a bucket below zero"

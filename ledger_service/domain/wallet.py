@@ -42,8 +42,8 @@ from ledger_service.domain.entries import (
     check_counter_account,
     split_debit,
 )
-from ledger_service.domain.errors import InsufficientFunds, InvalidArgument
-from ledger_service.domain.ids import check_key, wallet_id
+from ledger_service.domain.errors import InsufficientFunds
+from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import ZERO, canonical, parse_amount
 from ledger_service.domain.policies import AlertSettings, AutoTopup, CycleAnchor, SpendingCap
 from ledger_service.domain.triggers import BurnWindow, SpendingDay
@@ -103,11 +103,7 @@ class Wallet(Aggregate):
     ) -> Wallet:
         """``at``: when the wallet opened (its cycle starts from there); default now.
         Event methods take ``timestamp``, the event's own (None: the library's clock)."""
-        check_key(company_id, "company_id")
-        if (mode is PoolMode.PER_SENDER) != (pool_sender_id is not None):
-            raise InvalidArgument("a per_sender wallet needs pool_sender_id; a shared one must not")
-        if pool_sender_id is not None:
-            check_key(pool_sender_id, "pool_sender_id")
+        setup.check_pool(company_id, mode, pool_sender_id)
         return cls(
             company_id=company_id,
             currency=currency,
@@ -204,38 +200,14 @@ class Wallet(Aggregate):
         counter_account: str,
         reference: str,
         actor: str,
+        evaluate_triggers: bool = True,
     ) -> None:
-        self._credit_entry(
-            amount,
-            bucket=bucket,
-            kind=kind,
-            counter_account=counter_account,
-            reference=reference,
-            actor=actor,
-        )
-        self._evaluate_triggers()
-
-    def _credit_entry(
-        self,
-        amount: Decimal,
-        *,
-        bucket: CreditBucket,
-        kind: CreditKind,
-        counter_account: str,
-        reference: str,
-        actor: str,
-    ) -> None:
+        """``evaluate_triggers=False``: the caller evaluates once after several entries."""
         amount = parse_amount(amount, allow_zero=False)
         check_counter_account(counter_account)
-        if bucket is CreditBucket.PREPAID:
-            # Repay drawn postpaid credit first: prepaid money and debt never coexist.
-            repaid = min(amount, self.postpaid_used)
-            split = {"postpaid": repaid, "prepaid": amount - repaid}
-        else:
-            split = {"included": amount}
-        self._check_entry(amount, split, sign=1)
+        split = entries.split_credit(amount, bucket, postpaid_used=self.postpaid_used)
         self._credited(
-            **self._chained(
+            **self._checked_and_chained(
                 {
                     "amount": amount,
                     "bucket": bucket.value,
@@ -244,32 +216,24 @@ class Wallet(Aggregate):
                     "counter_account": counter_account,
                     "reference": reference,
                     "actor": actor,
-                }
+                },
+                sign=1,
             )
         )
+        if evaluate_triggers:
+            self._evaluate_triggers()
 
-    def _check_entry(self, amount: Decimal, split: dict[str, Decimal], *, sign: int) -> None:
-        """Invariants of every money event, checked before it is triggered (so a broken one
-        never reaches the aggregate or the store): the split adds up to the amount, no part
-        of it is negative, and no bucket goes negative. A failure here is a bug, not input.
-        (Plain comparisons: this runs for every message billed.)"""
-        included = split.get("included", ZERO)
-        prepaid = split.get("prepaid", ZERO)
-        postpaid = split.get("postpaid", ZERO)
-        overage = split.get("overage", ZERO)
-        assert included + prepaid + postpaid + overage == amount, (
-            f"split {split} does not add up to {amount}"
+    def _checked_and_chained(self, entry: dict[str, Any], *, sign: int) -> dict[str, Any]:
+        """The entry, its invariants checked (``entries.check_entry``), plus its link in the
+        wallet's hash chain (tamper evidence)."""
+        entries.check_entry(
+            entry["amount"],
+            entry["split"],
+            sign=sign,
+            included=self.included,
+            prepaid=self.prepaid,
+            postpaid_used=self.postpaid_used,
         )
-        negative = included < 0 or prepaid < 0 or postpaid < 0 or overage < 0
-        assert not negative, f"negative part in split {split}"
-        if sign < 0:  # a debit drains included and prepaid; postpaid_used only grows
-            fits = self.included >= included and self.prepaid >= prepaid
-        else:  # a credit fills included and prepaid, repaying postpaid_used first
-            fits = self.postpaid_used >= postpaid
-        assert fits, f"{split} would leave a bucket of {self.company_id} below zero"
-
-    def _chained(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """The entry plus its link in the wallet's hash chain (tamper evidence)."""
         return {**entry, "entry_hash": entry_hash(self.entry_hash, self.version + 1, entry)}
 
     @event(Credited)
@@ -365,12 +329,10 @@ class Wallet(Aggregate):
         unit_price: Decimal | None = None,
         at: datetime | None = None,
     ) -> None:
-        """Usage names its sender, conversation, category, units and unit price; a debit that
-        is not usage (transfer out, quota expiry) has none of them."""
+        """Only usage names a sender, conversation, category, units and unit price."""
         parts = split.as_dict()
-        self._check_entry(amount, parts, sign=-1)
         self._debited(
-            **self._chained(
+            **self._checked_and_chained(
                 {
                     "amount": amount,
                     "split": parts,
@@ -383,7 +345,8 @@ class Wallet(Aggregate):
                     "units": units,
                     "unit_price": unit_price,
                     "actor": actor,
-                }
+                },
+                sign=-1,
             ),
             timestamp=at,
         )

@@ -168,13 +168,14 @@ def _start_cycle(wallet: Wallet, boundary: datetime, actor: str) -> None:
             actor=actor,
         )
     if wallet.included_quota > 0:
-        wallet._credit_entry(
+        wallet.credit(
             wallet.included_quota,
             bucket=CreditBucket.INCLUDED,
             kind=CreditKind.GRANT,
             counter_account=accounts.PROMOTIONS,
             reference=f"included-quota:{stamp}",
             actor=actor,
+            evaluate_triggers=False,
         )
     wallet._cycle_started(
         cycle_start=boundary,

@@ -33,6 +33,15 @@ class PoolMode(StrEnum):
     """Legacy: one wallet per sender, which only that sender draws from."""
 
 
+def check_pool(company_id: str, mode: PoolMode, pool_sender_id: str | None) -> None:
+    """A wallet's owner: a company, and for a legacy per_sender pool its one sender."""
+    check_key(company_id, "company_id")
+    if (mode is PoolMode.PER_SENDER) != (pool_sender_id is not None):
+        raise InvalidArgument("a per_sender wallet needs pool_sender_id; a shared one must not")
+    if pool_sender_id is not None:
+        check_key(pool_sender_id, "pool_sender_id")
+
+
 # -- senders ---------------------------------------------------------------------------------
 
 

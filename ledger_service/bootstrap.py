@@ -139,6 +139,7 @@ def build_ledger(
         }
     ledger = LedgerApplication(env=env)
     ledger.retry_count_max = settings.command_retry_count_max
+    ledger.adjustment_approval_threshold = settings.adjustment_approval_threshold
     return ledger
 
 

@@ -7,6 +7,7 @@ settings that are only safe on a developer machine when ``environment`` is not d
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
     )
     readyz_projection_lag_events_max: int = Field(default=100_000, ge=0)
     jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 86400, description="ledger token")
+    adjustment_approval_threshold: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        max_digits=18,
+        decimal_places=6,
+        description="adjustments above this amount wait for a second operator (0: all of them)",
+    )
 
     # -- Kafka ingestion ------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(

@@ -219,6 +219,26 @@ class TopupsPage(BaseModel):
     next_cursor: str | None
 
 
+# -- adjustments ----------------------------------------------------------------------------
+
+
+class AdjustmentOut(BaseModel):
+    id: UUID
+    company_id: str
+    status: Literal["pending_approval", "applied", "rejected"]
+    direction: Literal["credit", "debit"]
+    bucket: Literal["prepaid", "postpaid_used"]
+    amount: str
+    reason: str
+    requested_by: str
+    approved_by: str | None
+    rejected_by: str | None
+    rejection_reason: str
+    position: int | None = Field(
+        default=None, description="writes: the event-store position (read-your-writes)"
+    )
+
+
 # -- transfers and admin --------------------------------------------------------------------
 
 

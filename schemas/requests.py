@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ledger_service.domain.adjustment import AdjustedBucket, Direction
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.policies import (
     ANCHOR_DAY_MAX,
@@ -26,7 +27,8 @@ from ledger_service.domain.policies import (
     cycle_anchor_from,
 )
 from ledger_service.domain.wallet import PoolMode
-from ledger_service.service.topups import MarkTopupPaid, RejectTopup, RequestTopup
+from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
+from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
 from schemas.api import Currency, Key, Money, Text
@@ -169,6 +171,21 @@ class RejectIn(Request):
         )
 
 
+class CancelIn(Request):
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    def to_command(
+        self, topup_id: UUID, *, actor: str, idempotency_key: str, tenant_company_id: str | None
+    ) -> CancelTopup:
+        return CancelTopup(
+            topup_id=topup_id,
+            reason=self.reason,
+            tenant_company_id=tenant_company_id,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
 class MarkPaidIn(Request):
     payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -176,6 +193,39 @@ class MarkPaidIn(Request):
         return MarkTopupPaid(
             topup_id=topup_id,
             payment_reference=self.payment_reference,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
+class AdjustmentIn(Request):
+    direction: Literal["credit", "debit"]
+    amount: Money
+    bucket: Literal["prepaid", "postpaid_used"]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> RequestAdjustment:
+        return RequestAdjustment(
+            company_id=company_id,
+            direction=Direction(self.direction),
+            amount=Decimal(self.amount),
+            bucket=AdjustedBucket(self.bucket),
+            reason=self.reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
+class AdjustmentRejectIn(Request):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+    def to_command(
+        self, company_id: str, adjustment_id: UUID, *, actor: str, idempotency_key: str
+    ) -> RejectAdjustment:
+        return RejectAdjustment(
+            company_id=company_id,
+            adjustment_id=adjustment_id,
+            reason=self.reason,
             actor=actor,
             idempotency_key=idempotency_key,
         )

@@ -171,5 +171,5 @@ class Tokens:
     def tenant(self, company: str) -> dict[str, str]:
         return self._header(company, ["billing.view"], f"user@{company}")
 
-    def operator(self) -> dict[str, str]:
-        return self._header(None, ["billing.manage"], "operator@platform")
+    def operator(self, subject: str = "operator@platform") -> dict[str, str]:
+        return self._header(None, ["billing.manage"], subject)

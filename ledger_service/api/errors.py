@@ -28,6 +28,7 @@ from ledger_service.domain.errors import (
     InvalidTransition,
     LedgerError,
     NotFound,
+    NotPermitted,
     PriceMismatch,
     SenderAlreadyLinked,
     SenderNotLinked,
@@ -40,6 +41,7 @@ log = structlog.get_logger(__name__)
 
 _STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
     (NotFound, 404),
+    (NotPermitted, 403),
     (InvalidAmount, 422),
     (InvalidArgument, 422),
     (CurrencyMismatch, 422),

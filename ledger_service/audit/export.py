@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import IO, Any
+from uuid import UUID
 
+from ledger_service.domain.adjustment import ADJUSTMENT_PREFIX
 from ledger_service.domain.errors import WalletNotFound
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import format_amount
@@ -39,7 +41,11 @@ COLUMNS = (
     "unit_price",
     "actor",
     "entry_hash",
+    "requested_by",
+    "approved_by",
+    "reason",
 )
+"""The last three: who asked for and who approved a manual entry (an adjustment), and why."""
 
 
 def audit_rows(
@@ -61,7 +67,20 @@ def audit_rows(
         before, balance = balance, balance + delta
         if (since and event.timestamp < since) or (until and event.timestamp >= until):
             continue
-        yield _row(event, positions[event.originator_version], before, balance)
+        row = _row(event, positions[event.originator_version], before, balance)
+        yield row | _four_eyes(ledger, row["reference"])
+
+
+def _four_eyes(ledger: LedgerApplication, reference: str) -> dict[str, str]:
+    """Requester, approver and reason of an adjustment's entry (empty for other rows)."""
+    if not reference.startswith(ADJUSTMENT_PREFIX):
+        return {"requested_by": "", "approved_by": "", "reason": ""}
+    adjustment = ledger.get_adjustment(UUID(reference.removeprefix(ADJUSTMENT_PREFIX)))
+    return {
+        "requested_by": adjustment.requested_by,
+        "approved_by": adjustment.approved_by or "",
+        "reason": adjustment.reason,
+    }
 
 
 def _delta(event: Any) -> Decimal:

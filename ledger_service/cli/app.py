@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from ledger_service.cli import audit, cycles, dlq, positions, run, sample, tokens
+from ledger_service.cli import adjustments, audit, cycles, dlq, positions, run, sample, tokens
 
 cli = typer.Typer(help="Event-sourced prepaid-wallet ledger.", no_args_is_help=True)
 
@@ -28,6 +28,7 @@ cli.add_typer(dlq.group, name="dlq")
 cli.add_typer(cycles.group, name="cycles")
 cli.add_typer(positions.group, name="positions")
 cli.add_typer(audit.group, name="audit")
+cli.add_typer(adjustments.group, name="adjust")
 
 
 def main() -> None:

@@ -50,6 +50,10 @@ class TopupNotFound(NotFound):
     code = "TOPUP_NOT_FOUND"
 
 
+class AdjustmentNotFound(NotFound):
+    code = "ADJUSTMENT_NOT_FOUND"
+
+
 class WalletAlreadyExists(LedgerError):
     code = "WALLET_ALREADY_EXISTS"
 
@@ -76,6 +80,13 @@ class UnknownCategory(LedgerError):
 
 class PriceMismatch(LedgerError):
     code = "PRICE_MISMATCH"
+
+
+class NotPermitted(LedgerError):
+    """The caller may not take this step (e.g. approve their own adjustment, or a tenant
+    cancelling a request that is already invoiced)."""
+
+    code = "NOT_PERMITTED"
 
 
 class IdempotencyConflict(LedgerError):

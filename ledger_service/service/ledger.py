@@ -20,7 +20,9 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
 
+from ledger_service.domain.adjustment import Adjustment
 from ledger_service.domain.errors import (
+    AdjustmentNotFound,
     SenderNotLinked,
     TopupNotFound,
     UnknownCompany,
@@ -33,7 +35,7 @@ from ledger_service.domain.registry import SenderRegistration
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.usage import Usage, UsageOutcome
 from ledger_service.domain.wallet import Wallet
-from ledger_service.service import cycles, topups, transfers, usage, wallets
+from ledger_service.service import adjustments, cycles, topups, transfers, usage, wallets
 from ledger_service.service.runner import (
     Command,
     CommandStore,
@@ -79,6 +81,8 @@ class LedgerApplication(Application[UUID]):
     snapshotting_intervals = {Wallet: 200}
 
     retry_count_max = 8
+    adjustment_approval_threshold = Decimal(0)
+    """Adjustments above this amount wait for a second operator (the service's setting)."""
 
     # -- commands -------------------------------------------------------------------------
 
@@ -97,6 +101,9 @@ class LedgerApplication(Application[UUID]):
     cancel_topup = command_method(topups.CancelTopup)
     mark_topup_paid = command_method(topups.MarkTopupPaid)
     transfer = command_method(transfers.TransferMoney)
+    request_adjustment = command_method(adjustments.RequestAdjustment)
+    approve_adjustment = command_method(adjustments.ApproveAdjustment)
+    reject_adjustment = command_method(adjustments.RejectAdjustment)
 
     def request_auto_topup(
         self, *, wallet_id: UUID, trigger_version: int, auto_approve: bool, amount: Decimal
@@ -183,6 +190,12 @@ class LedgerApplication(Application[UUID]):
             return cast(TopupRequest, self.repository.get(topup_id))
         except AggregateNotFoundError:
             raise TopupNotFound(f"no top-up request {topup_id}") from None
+
+    def get_adjustment(self, adjustment_id: UUID) -> Adjustment:
+        try:
+            return cast(Adjustment, self.repository.get(adjustment_id))
+        except AggregateNotFoundError:
+            raise AdjustmentNotFound(f"no adjustment {adjustment_id}") from None
 
     def get_sender_registration(self, waba_id: str) -> SenderRegistration:
         """The sender's registration, or a new (unsaved) one for a sender never seen."""

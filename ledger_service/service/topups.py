@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, ClassVar, Literal, NotRequired, TypedDict
 from uuid import UUID
 
 from ledger_service.domain import accounts
-from ledger_service.domain.errors import CurrencyMismatch
+from ledger_service.domain.errors import CurrencyMismatch, NotPermitted, TopupNotFound
 from ledger_service.domain.money import format_amount, parse_amount, parse_currency
 from ledger_service.domain.registry import InvoiceNumberClaim
-from ledger_service.domain.topup import TopupRequest
+from ledger_service.domain.topup import TopupRequest, TopupStatus
 from ledger_service.domain.wallet import CreditBucket, CreditKind
 from ledger_service.service.runner import Command, Decision
 from ledger_service.service.values import set_field
@@ -127,12 +127,25 @@ class RejectTopup(TopupCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class CancelTopup(TopupCommand):
+    """pending | invoiced → cancelled. ``tenant_company_id`` is set when a tenant (not an
+    operator) cancels: the request must be that company's (else not found) and still pending
+    (an invoice, once issued, is the operators' to cancel)."""
+
     name: ClassVar[str] = "cancel_topup"
+    fingerprint_omits: ClassVar[frozenset[str]] = frozenset({"tenant_company_id"})
 
     reason: str = ""
+    tenant_company_id: str | None = None
 
     def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
         topup = ledger.get_topup(self.topup_id)
+        if self.tenant_company_id is not None:
+            if topup.company_id != self.tenant_company_id:
+                raise TopupNotFound(f"no top-up request {self.topup_id}")
+            if topup.status is TopupStatus.INVOICED:
+                raise NotPermitted(
+                    f"top-up {self.topup_id} is invoiced: only an operator can cancel it now"
+                )
         topup.cancel(reason=self.reason, actor=self.actor)
         return Decision([topup], topup_result(topup))
 

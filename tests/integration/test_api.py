@@ -67,6 +67,8 @@ class Endpoint:
     body: Callable[[str], dict[str, Any]] | None = None
     topup: str | None = None
     """Needs a top-up in this state first: "pending" or "invoiced"."""
+    own_tenant_refused: str | None = None
+    """A tenant endpoint that refuses the company's own tenant in this state (403, this code)."""
 
 
 ENDPOINTS = [
@@ -101,8 +103,20 @@ ENDPOINTS = [
         lambda co: {"reason": "not now"}, topup="pending",
     ),
     Endpoint(
+        "POST", "/v1/topup-requests/{topup}/cancel", True, 200,
+        lambda co: {"reason": "changed my mind"}, topup="pending",
+    ),
+    Endpoint(
+        "POST", "/v1/topup-requests/{topup}/cancel", True, 200, topup="invoiced",
+        own_tenant_refused="NOT_PERMITTED",
+    ),
+    Endpoint(
         "POST", "/v1/topup-requests/{topup}/mark-paid", False, 200,
         lambda co: {"payment_reference": "bank-9"}, topup="invoiced",
+    ),
+    Endpoint(
+        "POST", "/v1/wallets/{co}/adjustments", False, 201,
+        lambda co: {"direction": "credit", "amount": "3", "bucket": "prepaid", "reason": "fix"},
     ),
     Endpoint(
         "POST", "/v1/transfers", False, 201,
@@ -121,6 +135,8 @@ def expected_status(endpoint: Endpoint, role: str) -> tuple[int, str | None]:
     if not endpoint.tenant:
         return 403, "INSUFFICIENT_SCOPE"
     if role == "tenant_of_company":
+        if endpoint.own_tenant_refused:
+            return 403, endpoint.own_tenant_refused
         return endpoint.ok, None
     # Another tenant's resource looks exactly like a missing one; its own list is just empty.
     if endpoint.path == "/v1/topup-requests?company={co}":

@@ -37,6 +37,7 @@ amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(300), places=
 class LedgerMachine(RuleBasedStateMachine):
     topups = Bundle("topups")
     paid = Bundle("paid")
+    adjustments = Bundle("adjustments")
 
     def __init__(self) -> None:
         super().__init__()
@@ -187,6 +188,48 @@ class LedgerMachine(RuleBasedStateMachine):
             assert exc.code == "INSUFFICIENT_FUNDS"
             assert amount > prepaid
 
+    @rule(
+        target=adjustments,
+        company=st.sampled_from(COMPANIES),
+        direction=st.sampled_from(["credit", "debit"]),
+        bucket=st.sampled_from(["prepaid", "postpaid_used"]),
+        amount=amounts,
+    )
+    def request_adjustment(
+        self, company: str, direction: str, bucket: str, amount: Decimal
+    ) -> tuple[str, str]:
+        try:
+            pending = self.ledger.request_adjustment(
+                company_id=company,
+                direction=direction,
+                bucket=bucket,
+                amount=amount,
+                reason="correction",
+                actor="ops-a",
+                idempotency_key=self.key(),
+            )
+        except LedgerError as exc:  # refused as it would break a bucket: nothing written
+            assert exc.code in {"INSUFFICIENT_FUNDS", "INVALID_ARGUMENT"}
+            return company, ""
+        assert pending["status"] == "pending_approval"  # the default threshold is 0
+        return company, pending["adjustment_id"]
+
+    @rule(adjustment=consumes(adjustments), tries=st.integers(1, 3))
+    def approve_adjustment(self, adjustment: tuple[str, str], tries: int) -> None:
+        company, adjustment_id = adjustment
+        if not adjustment_id:
+            return
+        for attempt in range(tries):  # approvals after the first are invalid transitions
+            try:
+                self.ledger.approve_adjustment(
+                    company_id=company,
+                    adjustment_id=UUID(adjustment_id),
+                    actor=f"ops-{attempt + 2}",
+                    idempotency_key=self.key(),
+                )
+            except LedgerError as exc:  # the wallet moved since the request, or done already
+                assert exc.code in {"INSUFFICIENT_FUNDS", "INVALID_ARGUMENT", "INVALID_TRANSITION"}
+
     @rule(company=st.sampled_from(COMPANIES), limit=st.integers(0, 200))
     def change_limit(self, company: str, limit: int) -> None:
         self.ledger.configure_wallet(
@@ -219,6 +262,15 @@ class LedgerMachine(RuleBasedStateMachine):
             if isinstance(e, Wallet.Credited) and e.kind == "topup"
         )
         assert all(count == 1 for count in credits.values())
+
+    @invariant()
+    def adjustments_move_money_at_most_once(self) -> None:
+        entries = Counter(
+            e.reference
+            for e in self.events()
+            if isinstance(e, Wallet.Credited | Wallet.Debited) and e.kind == "adjustment"
+        )
+        assert all(count == 1 for count in entries.values())
 
     def teardown(self) -> None:
         self.ledger.close()

@@ -14,11 +14,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ledger_service.api.errors import ERROR_RESPONSES
-from ledger_service.api.routes import admin, history, topups, transfers, wallets
+from ledger_service.api.routes import (
+    adjustments,
+    admin,
+    history,
+    topups,
+    transfers,
+    wallets,
+)
 from ledger_service.api.routes.dependencies import ApiState
 
-__all__ = ["ApiState", "router"]
+__all__ = ["RESOURCE_ROUTERS", "ApiState", "router"]
 
+RESOURCE_ROUTERS = tuple(
+    r.router for r in (wallets, history, topups, adjustments, transfers, admin)
+)
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-for resource in (wallets, history, topups, transfers, admin):
-    router.include_router(resource.router)
+for resource_router in RESOURCE_ROUTERS:
+    router.include_router(resource_router)

@@ -27,7 +27,7 @@ from ledger_service.api.routes.dependencies import (
 from ledger_service.domain.money import format_amount
 from ledger_service.service.topups import ApproveTopup, TopupChanged
 from schemas.api import KEY_PATTERN, TopupOut, TopupsPage
-from schemas.requests import MarkPaidIn, RejectIn, TopupRequestIn
+from schemas.requests import CancelIn, MarkPaidIn, RejectIn, TopupRequestIn
 
 router = APIRouter()
 
@@ -158,4 +158,27 @@ async def mark_topup_paid(
     """invoiced → completed, crediting the wallet exactly once (scope billing.manage)."""
     idempotency = key(idempotency_key)
     command = body.to_command(topup_id, actor=caller.subject, idempotency_key=idempotency)
+    return _changed(await write(state, command))
+
+
+@router.post("/topup-requests/{topup_id}/cancel", tags=["tenant", "operator"])
+async def cancel_topup(
+    topup_id: UUID,
+    state: State,
+    caller: Caller,
+    body: CancelIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> TopupOut:
+    """pending | invoiced → cancelled. Tenants (scope billing.view) cancel their own company's
+    pending requests; operators also invoiced ones. The body (``reason``) is optional."""
+    require_view(caller)
+    if not caller.is_operator and caller.company_id is None:
+        raise ApiError(403, "INSUFFICIENT_SCOPE", "a tenant token must name its company_id")
+    idempotency = key(idempotency_key)
+    command = (body or CancelIn()).to_command(
+        topup_id,
+        actor=caller.subject,
+        idempotency_key=idempotency,
+        tenant_company_id=None if caller.is_operator else caller.company_id,
+    )
     return _changed(await write(state, command))

@@ -156,6 +156,7 @@ def build_consumer(container: Container, **options: Any) -> tuple[UsageConsumer,
         # Late binding: the consumer that publishes dead letters is built just below.
         dead_letter=lambda dead_letter: consumer.publish_dead_letter(dead_letter),  # noqa: PLW0108
         trust_producer_price=settings.trust_producer_price,
+        refund_failed_usage=settings.refund_failed_usage,
         retry_count_max=settings.ingestion_retry_count_max,
     )
     consumer = UsageConsumer(

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     trust_producer_price: bool = Field(
         default=False, description="apply data.unit_price even when the rate card disagrees"
     )
+    refund_failed_usage: bool = Field(
+        default=True,
+        description="a usage event reported failed after it was billed refunds its charge",
+    )
     unavailable_backoff_max_s: float = Field(default=5.0, gt=0, le=300)
     ingestion_stall_s: float = Field(
         default=5.0, gt=0, le=600, description="a batch slower than this reports not-ready"

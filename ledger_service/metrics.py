@@ -12,7 +12,8 @@ from prometheus_client import Counter, Gauge, Histogram
 # -- ingestion ------------------------------------------------------------------------------
 USAGE_EVENTS = Counter(
     "ledger_usage_events_total",
-    "Usage events consumed, by outcome (applied, duplicate, failed_status, dead_lettered).",
+    "Usage events consumed, by outcome "
+    "(applied, duplicate, failed_status, refunded, dead_lettered).",
     ["outcome"],
 )
 DEAD_LETTERS = Counter(

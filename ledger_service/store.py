@@ -28,7 +28,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger_service.service.runner import CommandRecord
+from ledger_service.service.runner import CommandRecord, UsageKey
 
 COMMANDS_TABLE = "ledger_commands"
 USAGE_KEYS_TABLE = "ledger_usage_keys"
@@ -54,6 +54,11 @@ class LedgerRecorder(PostgresProcessRecorder):
                     "recorded_at timestamptz NOT NULL DEFAULT now(), "
                     "PRIMARY KEY (source, event_id))"
                 ).format(schema, usage),
+                # Added for refunds; rows written before have NULLs (see UsageKey).
+                SQL(
+                    "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS wallet_id uuid, "
+                    "ADD COLUMN IF NOT EXISTS wallet_version bigint"
+                ).format(schema, usage),
             ]
         )
         self._insert_command = SQL(
@@ -65,8 +70,8 @@ class LedgerRecorder(PostgresProcessRecorder):
             "WHERE scope = %s AND key = %s"
         ).format(schema, commands)
         self._insert_usage_keys = SQL(
-            "INSERT INTO {}.{} (source, event_id, company_id) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            "INSERT INTO {}.{} (source, event_id, company_id, wallet_id, wallet_version) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[], %s::bigint[]) "
             "ON CONFLICT DO NOTHING RETURNING 1"
         ).format(schema, usage)
         # Same rows, same order, same RETURNING as the library's insert, but as four parallel
@@ -80,6 +85,11 @@ class LedgerRecorder(PostgresProcessRecorder):
         self._select_usage_keys = SQL(
             "SELECT k.source, k.event_id FROM {}.{} k "
             "JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
+            "ON k.source = q.source AND k.event_id = q.event_id"
+        ).format(schema, usage)
+        self._select_usage_charges = SQL(
+            "SELECT k.source, k.event_id, k.company_id, k.wallet_id, k.wallet_version "
+            "FROM {}.{} k JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
             "ON k.source = q.source AND k.event_id = q.event_id"
         ).format(schema, usage)
 
@@ -118,12 +128,11 @@ class LedgerRecorder(PostgresProcessRecorder):
         consumer_position: Tracking | None = kwargs.get("consumer_position")
         if consumer_position is not None:
             self._insert_tracking(curs, consumer_position)
-        usage_keys: Sequence[tuple[str, str, str]] = kwargs.get("usage_keys") or ()
+        usage_keys: Sequence[tuple[Any, ...]] = kwargs.get("usage_keys") or ()
         if usage_keys:
-            sources, event_ids, companies = (
-                list(column) for column in zip(*usage_keys, strict=True)
-            )
-            curs.execute(self._insert_usage_keys, (sources, event_ids, companies))
+            # Plain 3-tuples (source, id, company) are accepted as UsageKeys without a charge.
+            columns = zip(*(UsageKey(*key) for key in usage_keys), strict=True)
+            curs.execute(self._insert_usage_keys, [list(column) for column in columns])
             if len(curs.fetchall()) != len(usage_keys):
                 raise IntegrityError("a usage event in this batch was already applied")
 
@@ -209,3 +218,24 @@ class LedgerRecorder(PostgresProcessRecorder):
         with self._reading() as curs:
             curs.execute(self._select_usage_keys, (sources, event_ids))
             return {(row["source"], row["event_id"]) for row in curs.fetchall()}
+
+    def select_usage_charges(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], UsageKey]:
+        """The recorded usage keys among ``keys``, with where each was charged."""
+        pairs = list(keys)
+        if not pairs:
+            return {}
+        sources, event_ids = (list(column) for column in zip(*pairs, strict=True))
+        with self._reading() as curs:
+            curs.execute(self._select_usage_charges, (sources, event_ids))
+            return {
+                (row["source"], row["event_id"]): UsageKey(
+                    row["source"],
+                    row["event_id"],
+                    row["company_id"],
+                    row["wallet_id"],
+                    row["wallet_version"],
+                )
+                for row in curs.fetchall()
+            }

@@ -239,6 +239,21 @@ class AdjustmentOut(BaseModel):
     )
 
 
+class RefundOut(BaseModel):
+    id: UUID
+    company_id: str
+    usage: dict[str, str] = Field(description="the refunded usage event: source and id")
+    amount: str = Field(description="what the usage event was charged, given back in full")
+    returned_to: dict[str, str] = Field(
+        description="where it went: included quota, prepaid, postpaid (debt repaid)"
+    )
+    reason: str
+    refunded_by: str
+    position: int | None = Field(
+        default=None, description="writes: the event-store position (read-your-writes)"
+    )
+
+
 # -- transfers and admin --------------------------------------------------------------------
 
 

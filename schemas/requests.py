@@ -28,6 +28,7 @@ from ledger_service.domain.policies import (
 )
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
+from ledger_service.service.refunds import RefundUsage
 from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
@@ -225,6 +226,31 @@ class AdjustmentRejectIn(Request):
         return RejectAdjustment(
             company_id=company_id,
             adjustment_id=adjustment_id,
+            reason=self.reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
+CloudEventsText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class UsageIdentity(Request):
+    """A usage event's CloudEvents identity, as it was published."""
+
+    source: CloudEventsText
+    id: CloudEventsText
+
+
+class RefundIn(Request):
+    usage: UsageIdentity
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> RefundUsage:
+        return RefundUsage(
+            company_id=company_id,
+            usage_source=self.usage.source,
+            usage_id=self.usage.id,
             reason=self.reason,
             actor=actor,
             idempotency_key=idempotency_key,

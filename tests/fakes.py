@@ -11,7 +11,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOProcessRecorder
 
 from ledger_service.service.ledger import LedgerApplication
-from ledger_service.service.runner import CommandRecord
+from ledger_service.service.runner import CommandRecord, UsageKey
 
 
 class InMemoryLedgerRecorder(POPOProcessRecorder):
@@ -22,14 +22,14 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
     def __init__(self) -> None:
         super().__init__()
         self.commands: dict[tuple[str, str], CommandRecord] = {}
-        self.usage_keys: set[tuple[str, str]] = set()
+        self.usage_keys: dict[tuple[str, str], UsageKey] = {}
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
         command: CommandRecord | None = kwargs.get("command")
         if command is not None and (command.scope, command.key) in self.commands:
             raise IntegrityError("command key already recorded")
-        for source, event_id, _company in kwargs.get("usage_keys") or ():
+        for source, event_id, *_ in kwargs.get("usage_keys") or ():
             if (source, event_id) in self.usage_keys:
                 raise IntegrityError("usage already applied")
         position: Tracking | None = kwargs.get("consumer_position")
@@ -51,8 +51,9 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
                 result,
                 max(ids) if ids else None,
             )
-        for source, event_id, _company in kwargs.get("usage_keys") or ():
-            self.usage_keys.add((source, event_id))
+        for key in kwargs.get("usage_keys") or ():
+            usage_key = UsageKey(*key)
+            self.usage_keys[(usage_key.source, usage_key.event_id)] = usage_key
         position: Tracking | None = kwargs.get("consumer_position")
         if position is not None:
             self._insert_tracking(position)
@@ -81,6 +82,12 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
     def select_applied_usage_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         with self._database_lock:
             return {key for key in keys if key in self.usage_keys}
+
+    def select_usage_charges(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], UsageKey]:
+        with self._database_lock:
+            return {key: self.usage_keys[key] for key in keys if key in self.usage_keys}
 
 
 INGESTION_CACHE_ENV = {

@@ -33,6 +33,8 @@ from ledger_service.domain.errors import (
     SenderAlreadyLinked,
     SenderNotLinked,
     UnknownCategory,
+    UsageAlreadyRefunded,
+    UsageNotRefundable,
     WalletAlreadyExists,
 )
 from schemas.api import INVALID_AMOUNT, ErrorBody
@@ -52,6 +54,8 @@ _STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
     (WalletAlreadyExists, 409),
     (SenderAlreadyLinked, 409),
     (SenderNotLinked, 409),
+    (UsageAlreadyRefunded, 409),
+    (UsageNotRefundable, 409),
     (IdempotencyConflict, 409),
     (ConcurrencyConflict, 409),
 )

@@ -19,6 +19,7 @@ from ledger_service.domain.adjustment import ADJUSTMENT_PREFIX
 from ledger_service.domain.errors import WalletNotFound
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import format_amount
+from ledger_service.domain.refund import REFUND_PREFIX, refund_id_of_entry
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.ledger import LedgerApplication
 
@@ -45,7 +46,8 @@ COLUMNS = (
     "approved_by",
     "reason",
 )
-"""The last three: who asked for and who approved a manual entry (an adjustment), and why."""
+"""The last three: who asked for and who approved a manual entry (an adjustment), and why; for a
+refund, who refunded and why."""
 
 
 def audit_rows(
@@ -72,7 +74,12 @@ def audit_rows(
 
 
 def _four_eyes(ledger: LedgerApplication, reference: str) -> dict[str, str]:
-    """Requester, approver and reason of an adjustment's entry (empty for other rows)."""
+    """Requester, approver and reason of an adjustment's or a refund's entry (empty for other
+    rows)."""
+    if reference.startswith(REFUND_PREFIX):
+        refund = ledger.get_refund(refund_id_of_entry(reference))
+        if refund is not None:
+            return {"requested_by": refund.actor, "approved_by": "", "reason": refund.reason}
     if not reference.startswith(ADJUSTMENT_PREFIX):
         return {"requested_by": "", "approved_by": "", "reason": ""}
     adjustment = ledger.get_adjustment(UUID(reference.removeprefix(ADJUSTMENT_PREFIX)))

@@ -12,6 +12,9 @@ Checks, each reported with what and where (bounded: the first ``problems_max``):
   bucket split does not add up to its amount shows here);
 * every completed top-up credited its wallet exactly once; no other top-up credited at all;
 * no usage event (CloudEvents source#id) changed a balance twice;
+* every refund gives back exactly what its usage event was charged (the refund's wallet entry
+  is that usage's charge, of the same amount), with one credit, and no refund credit exists
+  without its refund (so no usage is refunded twice);
 * (optionally) the read models agree with the recomputation: wallet buckets and account
   totals, compared at the read models' own position (a consistent snapshot), so a projection
   that is merely behind is not reported; a row edited by hand is.
@@ -30,6 +33,8 @@ from ledger_service.audit.events import history
 from ledger_service.domain.accounts import wallet_account
 from ledger_service.domain.books import postings_of
 from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
+from ledger_service.domain.entries import Debited, DebitKind
+from ledger_service.domain.refund import REFUND_PREFIX, Refund
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.ledger import LedgerApplication
@@ -77,6 +82,9 @@ class _Scan:
         self.topup_status: dict[UUID, str] = {}
         self.topup_credits: Counter[str] = Counter()
         self.usage_refs: Counter[str] = Counter()
+        self.refunds: dict[str, Refund.Created] = {}
+        """By the reference of their wallet entry."""
+        self.refund_credits: dict[str, list[Decimal]] = {}
 
     def add(self, position: int, event: Any) -> None:
         self.report.events += 1
@@ -90,6 +98,9 @@ class _Scan:
             self.report.wallets[event.originator_id] = WalletFigures(event.company_id)
         elif type(event).__qualname__ == "Wallet.FailedUsageRecorded":
             self.usage_refs[event.reference] += 1
+        elif isinstance(event, Refund.Created):
+            entry = f"{REFUND_PREFIX}{event.usage_source}#{event.usage_id}"
+            self.refunds[entry] = event
         elif isinstance(event, TopupRequest.Event):
             self.topup_status[event.originator_id] = _topup_status(event, self.topup_status)
 
@@ -123,6 +134,8 @@ class _Scan:
             figures.postpaid_used -= split.get("postpaid", Decimal(0))
             if event.kind == "topup":
                 self.topup_credits[event.reference.split(":")[1]] += 1
+            elif event.kind == "refund" and event.reference.startswith(REFUND_PREFIX):
+                self.refund_credits.setdefault(event.reference, []).append(event.amount)
         else:
             figures.postpaid_used += split["postpaid"] + split["overage"]
             if event.kind == "usage":
@@ -178,6 +191,7 @@ def verify(
         if progress is not None and report.events % 10_000 == 0:
             progress(report.events)
     _check_books(scan, report)
+    _check_refunds(ledger, scan, report)
     _check_loaded_state(ledger, report)
     if read_models is not None:
         wallets, accounts = frozen or _freeze(report)
@@ -233,6 +247,30 @@ def _check_books(scan: _Scan, report: Report) -> None:
     for reference, count in scan.usage_refs.items():
         if count > 1:
             report.problem(f"usage {reference} was applied {count} times")
+
+
+def _check_refunds(ledger: LedgerApplication, scan: _Scan, report: Report) -> None:
+    """Refunds are rare: each one's usage charge is read back from the store."""
+    for reference, refund in scan.refunds.items():
+        credits = scan.refund_credits.get(reference, [])
+        if credits != [refund.amount]:
+            report.problem(f"{reference} of {refund.amount} was credited {credits}")
+        version = refund.debit_version
+        found = list(ledger.events.get(refund.wallet_id, gt=version - 1, lte=version))
+        charge = found[0] if found else None
+        usage = f"{refund.usage_source}#{refund.usage_id}"
+        if not (
+            isinstance(charge, Debited)
+            and charge.kind == DebitKind.USAGE
+            and charge.reference == usage
+            and charge.amount == refund.amount
+        ):
+            report.problem(
+                f"{reference} of {refund.amount} does not match the usage charge it names "
+                f"(wallet {refund.wallet_id} version {version})"
+            )
+    for reference in scan.refund_credits.keys() - scan.refunds.keys():
+        report.problem(f"{reference} was credited without a refund")
 
 
 def _check_loaded_state(ledger: LedgerApplication, report: Report) -> None:

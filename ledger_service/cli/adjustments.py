@@ -4,44 +4,24 @@ requester's). Each command prints the adjustment as JSON; errors print their cod
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable
 
 import typer
 
-from ledger_service.bootstrap import bootstrap
-from ledger_service.cli.shared import load_settings
+from ledger_service.cli.shared import IDEMPOTENCY_KEY, handle_and_print
 from ledger_service.domain.adjustment import AdjustedBucket, Direction
-from ledger_service.domain.errors import LedgerError
 from ledger_service.domain.money import parse_amount
 from ledger_service.service.adjustments import (
-    AdjustmentState,
     ApproveAdjustment,
     RejectAdjustment,
     RequestAdjustment,
 )
-from ledger_service.service.runner import Command
 
 group = typer.Typer(help="Operator adjustments (four-eyes rule).", no_args_is_help=True)
 
 OPERATOR = typer.Option(..., "--operator", help="who acts (the audit trail's actor)")
 COMPANY = typer.Option(..., "--company", help="company id")
-KEY = typer.Option(
-    None, "--idempotency-key", help="repeat a command safely with the same key (default: new)"
-)
-
-
-def _run(build: Callable[[str], Command[AdjustmentState]], key: str | None) -> None:
-    """Handle the command built with this idempotency key; print its result."""
-    settings = load_settings()
-    with bootstrap(settings) as container:
-        try:
-            result = container.ledger.handle(build(key or f"cli:{uuid.uuid4()}"))
-        except LedgerError as exc:
-            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
-            raise typer.Exit(1) from None
-    typer.echo(json.dumps(result, sort_keys=True))
+KEY = IDEMPOTENCY_KEY
 
 
 @group.command("request")
@@ -68,7 +48,7 @@ def request(
             idempotency_key=key,
         )
 
-    _run(build, idempotency_key)
+    handle_and_print(build, idempotency_key)
 
 
 @group.command("approve")
@@ -79,7 +59,7 @@ def approve(
     idempotency_key: str | None = KEY,
 ) -> None:
     """Approve a pending adjustment (not your own): it is applied to the wallet."""
-    _run(
+    handle_and_print(
         lambda key: ApproveAdjustment(
             company_id=company, adjustment_id=adjustment_id, actor=operator, idempotency_key=key
         ),
@@ -96,7 +76,7 @@ def reject(
     idempotency_key: str | None = KEY,
 ) -> None:
     """Reject a pending adjustment (not your own); nothing moves."""
-    _run(
+    handle_and_print(
         lambda key: RejectAdjustment(
             company_id=company,
             adjustment_id=adjustment_id,

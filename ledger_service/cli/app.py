@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import typer
 
-from ledger_service.cli import adjustments, audit, cycles, dlq, positions, run, sample, tokens
+from ledger_service.cli import (
+    adjustments,
+    audit,
+    cycles,
+    dlq,
+    positions,
+    refunds,
+    run,
+    sample,
+    tokens,
+)
 
 cli = typer.Typer(help="Event-sourced prepaid-wallet ledger.", no_args_is_help=True)
 
@@ -23,6 +33,7 @@ cli.command("publish-sample")(sample.publish_sample)
 cli.command()(audit.verify)
 cli.command()(audit.replay)
 cli.command()(audit.history)
+cli.command()(refunds.refund)
 
 cli.add_typer(dlq.group, name="dlq")
 cli.add_typer(cycles.group, name="cycles")

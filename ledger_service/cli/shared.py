@@ -1,12 +1,25 @@
-"""What several command groups share: settings with logging configured, times taken as UTC, and
-the address of the broker that tools talk to."""
+"""What several command groups share: settings with logging configured, times taken as UTC, the
+address of the broker that tools talk to, and running one ledger command as a script would."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import typer
+
+from ledger_service.bootstrap import bootstrap
 from ledger_service.config import Settings
+from ledger_service.domain.errors import LedgerError
 from ledger_service.logs import configure_logging
+from ledger_service.service.runner import Command
+
+IDEMPOTENCY_KEY = typer.Option(
+    None, "--idempotency-key", help="repeat a command safely with the same key (default: new)"
+)
 
 
 def load_settings() -> Settings:
@@ -28,3 +41,16 @@ def aware_or_none(moment: datetime | None) -> datetime | None:
 def broker_address(settings: Settings) -> str:
     """Tools talk to the configured cluster, or to a running `ledger run`'s embedded broker."""
     return settings.kafka_bootstrap or f"127.0.0.1:{settings.embedded_kafka_port}"
+
+
+def handle_and_print(build: Callable[[str], Command[Any]], key: str | None) -> None:
+    """Handle the command built with this idempotency key (default: a new one) and print its
+    result as JSON; a ledger error prints its code and exits 1."""
+    settings = load_settings()
+    with bootstrap(settings) as container:
+        try:
+            result = container.ledger.handle(build(key or f"cli:{uuid.uuid4()}"))
+        except LedgerError as exc:
+            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, sort_keys=True))

@@ -34,6 +34,8 @@ class CreditBucket(StrEnum):
     PREPAID = "prepaid"
     POSTPAID_USED = "postpaid_used"
     """Repays drawn postpaid credit only (an operator's correction of a debt)."""
+    DRAWN = "drawn"
+    """Back to the buckets a debit drew from (a usage refund); see ``split_refund``."""
 
 
 class DebitKind(StrEnum):
@@ -97,10 +99,19 @@ class DebitSplit:
 
 
 def split_credit(
-    amount: Decimal, bucket: CreditBucket, *, postpaid_used: Decimal
+    amount: Decimal,
+    bucket: CreditBucket,
+    *,
+    postpaid_used: Decimal,
+    drawn: dict[str, Decimal] | None = None,
 ) -> dict[str, Decimal]:
     """Where a credit goes. Prepaid money first repays drawn postpaid credit, so a wallet never
-    holds prepaid money and debt at the same time."""
+    holds prepaid money and debt at the same time. ``drawn``: the split of the debit that a
+    ``DRAWN`` credit gives back."""
+    if bucket is CreditBucket.DRAWN:
+        if drawn is None:
+            raise InvalidArgument("a credit back to the drawn buckets needs the debit's split")
+        return split_refund(drawn, postpaid_used=postpaid_used)
     if bucket is CreditBucket.PREPAID:
         repaid = min(amount, postpaid_used)
         return {"postpaid": repaid, "prepaid": amount - repaid}
@@ -111,6 +122,16 @@ def split_credit(
             )
         return {"postpaid": amount}
     return {"included": amount}
+
+
+def split_refund(drawn: dict[str, Decimal], *, postpaid_used: Decimal) -> dict[str, Decimal]:
+    """A debit's split given back in reverse drain order. What was drawn on credit or as
+    overage, then what was prepaid, repays the wallet's debt as it stands now (it may have been
+    repaid since, or grown); the rest is prepaid money again. The included part is included
+    quota again (and expires with the cycle like all quota)."""
+    paid = drawn["postpaid"] + drawn["overage"] + drawn["prepaid"]
+    split = split_credit(paid, CreditBucket.PREPAID, postpaid_used=postpaid_used)
+    return {"included": drawn["included"], **split}
 
 
 def split_debit(

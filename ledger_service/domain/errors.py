@@ -54,6 +54,23 @@ class AdjustmentNotFound(NotFound):
     code = "ADJUSTMENT_NOT_FOUND"
 
 
+class UsageNotFound(NotFound):
+    """No billed usage event with this (source, id) for this company."""
+
+    code = "USAGE_NOT_FOUND"
+
+
+class UsageNotRefundable(LedgerError):
+    """The usage event is known but cannot be refunded (it charged nothing, or was recorded
+    before refunds were tracked)."""
+
+    code = "USAGE_NOT_REFUNDABLE"
+
+
+class UsageAlreadyRefunded(LedgerError):
+    code = "USAGE_ALREADY_REFUNDED"
+
+
 class WalletAlreadyExists(LedgerError):
     code = "WALLET_ALREADY_EXISTS"
 

@@ -50,6 +50,8 @@ class Usage:
 class UsageOutcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    REFUNDED = "refunded"
+    """Reported failed after it was billed: the charge was given back."""
 
 
 def price_usage(

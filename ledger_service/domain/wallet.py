@@ -201,11 +201,13 @@ class Wallet(Aggregate):
         reference: str,
         actor: str,
         evaluate_triggers: bool = True,
+        drawn: dict[str, Decimal] | None = None,
     ) -> None:
-        """``evaluate_triggers=False``: the caller evaluates once after several entries."""
+        """``evaluate_triggers=False``: the caller evaluates once after several entries.
+        ``drawn``: for ``CreditBucket.DRAWN``, the split of the debit being given back."""
         amount = parse_amount(amount, allow_zero=False)
         check_counter_account(counter_account)
-        split = entries.split_credit(amount, bucket, postpaid_used=self.postpaid_used)
+        split = entries.split_credit(amount, bucket, postpaid_used=self.postpaid_used, drawn=drawn)
         self._credited(
             **self._checked_and_chained(
                 {

@@ -38,11 +38,15 @@ class UsageIngestor:
         *,
         dead_letter: Callable[[DeadLetter], None],
         trust_producer_price: bool = False,
+        refund_failed_usage: bool = True,
         retry_count_max: int = 3,
     ) -> None:
         self.ledger = ledger
         self.deductions = UsageDeductions(
-            ledger, trust_producer_price=trust_producer_price, retry_count_max=retry_count_max
+            ledger,
+            trust_producer_price=trust_producer_price,
+            refund_failed_usage=refund_failed_usage,
+            retry_count_max=retry_count_max,
         )
         self._publish_dead_letter = dead_letter
         self._dead_lettered: set[tuple[str, int, int]] = set()
@@ -108,5 +112,6 @@ def _decoded(record: Consumed) -> Usage | Refusal:
 def _count(outcome: BatchOutcome) -> None:
     USAGE_EVENTS.labels("applied").inc(outcome.applied)
     USAGE_EVENTS.labels("failed_status").inc(outcome.failed_status)
+    USAGE_EVENTS.labels("refunded").inc(outcome.refunded)
     USAGE_EVENTS.labels("duplicate").inc(outcome.duplicates)
     USAGE_EVENTS.labels("dead_lettered").inc(outcome.dead_lettered)

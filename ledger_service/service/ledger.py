@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
 
 from ledger_service.domain.adjustment import Adjustment
+from ledger_service.domain.entries import Debited
 from ledger_service.domain.errors import (
     AdjustmentNotFound,
     SenderNotLinked,
@@ -31,14 +32,24 @@ from ledger_service.domain.errors import (
     WalletNotFound,
 )
 from ledger_service.domain.ids import check_key, sender_registration_id, wallet_id
+from ledger_service.domain.refund import Refund
 from ledger_service.domain.registry import SenderRegistration
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.usage import Usage, UsageOutcome
 from ledger_service.domain.wallet import Wallet
-from ledger_service.service import adjustments, cycles, topups, transfers, usage, wallets
+from ledger_service.service import (
+    adjustments,
+    cycles,
+    refunds,
+    topups,
+    transfers,
+    usage,
+    wallets,
+)
 from ledger_service.service.runner import (
     Command,
     CommandStore,
+    UsageKey,
     run_command,
     translated_store_errors,
 )
@@ -104,6 +115,7 @@ class LedgerApplication(Application[UUID]):
     request_adjustment = command_method(adjustments.RequestAdjustment)
     approve_adjustment = command_method(adjustments.ApproveAdjustment)
     reject_adjustment = command_method(adjustments.RejectAdjustment)
+    refund_usage = command_method(refunds.RefundUsage)
 
     def request_auto_topup(
         self, *, wallet_id: UUID, trigger_version: int, auto_approve: bool, amount: Decimal
@@ -119,13 +131,24 @@ class LedgerApplication(Application[UUID]):
     def start_due_cycles(self, wallet_ids: Iterable[UUID], *, now: datetime, actor: str) -> int:
         return cycles.start_due_cycles(self, wallet_ids, now=now, actor=actor)
 
-    def apply_usage(self, event: Usage, *, trust_producer_price: bool = False) -> UsageOutcome:
+    def apply_usage(
+        self,
+        event: Usage,
+        *,
+        trust_producer_price: bool = False,
+        refund_failed_usage: bool = True,
+    ) -> UsageOutcome:
         """Price one usage event and deduct it from its sender's pool, exactly once: the
         batch path with a batch of one, raising the ledger's reason instead of refusing."""
         deductions = usage.UsageDeductions(
-            self, trust_producer_price=trust_producer_price, retry_count_max=self.retry_count_max
+            self,
+            trust_producer_price=trust_producer_price,
+            refund_failed_usage=refund_failed_usage,
+            retry_count_max=self.retry_count_max,
         )
         outcome = deductions.apply([(0, event)], position=None, refuse=_raise_refusal)
+        if outcome.refunded:
+            return UsageOutcome.REFUNDED
         return UsageOutcome.DUPLICATE if outcome.duplicates else UsageOutcome.APPLIED
 
     # -- the event store ------------------------------------------------------------------
@@ -197,6 +220,32 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             raise AdjustmentNotFound(f"no adjustment {adjustment_id}") from None
 
+    def get_refund(self, refund_id: UUID) -> Refund | None:
+        try:
+            return cast(Refund, self.repository.get(refund_id))
+        except AggregateNotFoundError:
+            return None
+
+    def refund_exists(self, refund_id: UUID) -> bool:
+        """Asked of the store, never a cache: another process may have refunded."""
+        with translated_store_errors():
+            return bool(self.recorder.select_events(refund_id, limit=1))
+
+    def usage_charge(self, key: tuple[str, str]) -> Debited | None:
+        """The wallet entry that charged the usage event ``key`` (CloudEvents source, id);
+        None when it is unknown or charged nothing."""
+        with translated_store_errors():
+            charge = self.command_store.select_usage_charges([key]).get(key)
+        return None if charge is None else self.charge_entry(charge)
+
+    def charge_entry(self, charge: UsageKey) -> Debited | None:
+        if charge.wallet_id is None or charge.wallet_version is None:
+            return None
+        version = charge.wallet_version
+        found = self.events.get(charge.wallet_id, gt=version - 1, lte=version)
+        entry = next(iter(found), None)
+        return entry if isinstance(entry, Debited) else None
+
     def get_sender_registration(self, waba_id: str) -> SenderRegistration:
         """The sender's registration, or a new (unsaved) one for a sender never seen."""
         try:
@@ -254,7 +303,7 @@ class LedgerApplication(Application[UUID]):
         self,
         aggregates: Sequence[Aggregate],
         *,
-        usage_keys: Sequence[tuple[str, str, str]],
+        usage_keys: Sequence[UsageKey | tuple[str, str, str]],
         position_name: str | None,
         next_offset: int,
     ) -> None:

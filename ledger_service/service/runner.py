@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -71,6 +71,19 @@ class CommandRecord:
     position: int | None = None
 
 
+class UsageKey(NamedTuple):
+    """An applied usage event, recorded with its deductions: the CloudEvents (source, id)
+    can never be applied again. ``wallet_id``/``wallet_version`` locate its charge (the
+    ``Debited`` entry), which a refund gives back; None when it charged nothing (status
+    ``failed``)."""
+
+    source: str
+    event_id: str
+    company_id: str
+    wallet_id: UUID | None = None
+    wallet_version: int | None = None
+
+
 class CommandStore(Protocol):
     """The event store's extension that keeps command records and applied usage keys, written
     atomically with events (see ``store.LedgerRecorder``)."""
@@ -80,6 +93,10 @@ class CommandStore(Protocol):
     def select_applied_usage_keys(
         self, keys: Sequence[tuple[str, str]]
     ) -> set[tuple[str, str]]: ...
+
+    def select_usage_charges(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], UsageKey]: ...
 
     def max_tracking_id(self, application_name: str) -> int | None: ...
 

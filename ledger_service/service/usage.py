@@ -6,6 +6,11 @@ when the batch came from a log, the log's next position. So after a crash either
 recorded or none, and a redelivered or republished event finds its key and is counted as a
 duplicate instead of being applied again.
 
+Refunds: a usage event with status ``failed`` whose (source, id) was already billed as
+delivered gives the charge back (``domain.refund``), once, in the same transaction as the rest
+of the batch; when ``refund_failed_usage`` is off, or the charge was already refunded, it is a
+duplicate like any other.
+
 Refusals (an unknown sender, a price mismatch, a record the caller could not decode) are handed
 to ``refuse`` *before* the transaction that moves the position past them commits, so the caller
 can make them durable first (the consumer publishes them to the dead-letter topic).
@@ -25,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
+from ledger_service.domain.entries import Debited
 from ledger_service.domain.errors import (
     ConcurrencyConflict,
     LedgerError,
@@ -32,11 +40,13 @@ from ledger_service.domain.errors import (
     UnknownCompany,
 )
 from ledger_service.domain.ids import sender_registration_id
-from ledger_service.domain.usage import Usage, record_usage_on
+from ledger_service.domain.refund import Refund, refund_id, refund_to_wallet
+from ledger_service.domain.usage import INGESTION_ACTOR, Usage, record_usage_on
 from ledger_service.domain.wallet import Wallet
 from ledger_service.metrics import INGESTION_CONFLICT_RETRIES
 from ledger_service.service.runner import (
     Conflict,
+    UsageKey,
     evicting_on_conflict,
     retry_on_conflict,
     translated_store_errors,
@@ -48,6 +58,7 @@ if TYPE_CHECKING:
 DEDUCTION_FAILED = "billing.deduction_failed"
 DUPLICATE_IDS_LOGGED_MAX = 5
 USAGE_RETRY_BACKOFF_BASE_S = 0.005
+FAILED_AFTER_BILLING = "usage reported failed after it was billed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,8 @@ Item = tuple[int, Usage | Refusal]
 class BatchOutcome:
     applied: int = 0
     failed_status: int = 0
+    refunded: int = 0
+    """Usage billed as delivered, then reported failed: its charge given back."""
     duplicates: int = 0
     dead_lettered: int = 0
     skipped: int = 0
@@ -79,6 +92,7 @@ class BatchOutcome:
     def add(self, other: BatchOutcome) -> None:
         self.applied += other.applied
         self.failed_status += other.failed_status
+        self.refunded += other.refunded
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
         self.skipped += other.skipped
@@ -88,9 +102,16 @@ class BatchOutcome:
 @dataclass
 class _Plan:
     wallets: dict[UUID, Wallet] = field(default_factory=dict)
-    usage_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    usage_keys: list[UsageKey] = field(default_factory=list)
+    debits: dict[tuple[str, str], Debited] = field(default_factory=dict)
+    """The charges made in this batch, by usage key (a refund may follow in the same batch)."""
+    refunds: dict[UUID, Refund] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+    @property
+    def aggregates(self) -> list[Aggregate]:
+        return [*self.wallets.values(), *self.refunds.values()]
 
 
 class UsageDeductions:
@@ -101,10 +122,12 @@ class UsageDeductions:
         ledger: LedgerApplication,
         *,
         trust_producer_price: bool = False,
+        refund_failed_usage: bool = True,
         retry_count_max: int = 3,
     ) -> None:
         self.ledger = ledger
         self.trust_producer_price = trust_producer_price
+        self.refund_failed_usage = refund_failed_usage
         self.retry_count_max = retry_count_max
         # (sender, company) -> wallet id. Only a hint: the wallet's own sender set (kept
         # current by optimistic concurrency) has the last word, see _apply.
@@ -151,7 +174,7 @@ class UsageDeductions:
             self._plan(pending, plan)
             for refusal in plan.refusals:
                 refuse(refusal)
-            with evicting_on_conflict(self.ledger, list(plan.wallets.values())):
+            with evicting_on_conflict(self.ledger, plan.aggregates):
                 self._save(plan, position, next_offset=pending[-1][0] + 1)
         except BaseException:
             # Cached aggregates may now hold unsaved events: never reuse them.
@@ -161,10 +184,10 @@ class UsageDeductions:
         return plan.outcome
 
     def _save(self, plan: _Plan, position: str | None, *, next_offset: int) -> None:
-        if position is None and not plan.usage_keys:
+        if position is None and not plan.usage_keys and not plan.refunds:
             return  # a single event that changed nothing: nothing to record
         self.ledger.save_consumed(
-            list(plan.wallets.values()),
+            plan.aggregates,
             usage_keys=plan.usage_keys,
             position_name=position,
             next_offset=next_offset,
@@ -180,17 +203,30 @@ class UsageDeductions:
                 plan.refusals.append(item)
                 continue
             if item.key in already or item.key in seen:
+                try:
+                    if not item.billable and self._refunded(item, plan):
+                        outcome.refunded += 1
+                        continue
+                except LedgerError as exc:
+                    plan.refusals.append(Refusal(offset, exc.code, exc.message, item, exc))
+                    continue
                 outcome.duplicates += 1
                 if len(outcome.duplicate_ids) < DUPLICATE_IDS_LOGGED_MAX:
                     outcome.duplicate_ids.append(item.reference)
                 continue
             try:
-                self._apply(item, plan.wallets)
+                wallet, debit = self._apply(item, plan.wallets)
             except LedgerError as exc:
                 plan.refusals.append(Refusal(offset, exc.code, exc.message, item, exc))
                 continue
             seen.add(item.key)
-            plan.usage_keys.append((item.source, item.event_id, item.company_id))
+            version = None
+            if debit is not None:
+                plan.debits[item.key] = debit
+                version = debit.originator_version
+            plan.usage_keys.append(
+                UsageKey(item.source, item.event_id, item.company_id, wallet.id, version)
+            )
             if item.billable:
                 outcome.applied += 1
             else:
@@ -199,8 +235,10 @@ class UsageDeductions:
 
     # -- routing --------------------------------------------------------------------------
 
-    def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> None:
+    def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> tuple[Wallet, Debited | None]:
+        """The wallet charged and its charge (None: not billable, nothing charged)."""
         wallet = self._route(usage, wallets)
+        before = len(wallet.pending_events)
         try:
             record_usage_on(wallet, usage, trust_producer_price=self.trust_producer_price)
         except SenderNotLinked:
@@ -210,6 +248,44 @@ class UsageDeductions:
             if self._route_changed(usage, wallet.id):
                 raise Conflict from None
             raise
+        if not usage.billable:
+            return wallet, None
+        debit = wallet.pending_events[before]  # record_usage's first event is the charge
+        assert isinstance(debit, Debited), debit
+        return wallet, debit
+
+    # -- refunds of usage reported failed after billing -----------------------------------
+
+    def _refunded(self, usage: Usage, plan: _Plan) -> bool:
+        """Give back the charge of ``usage`` (already billed as delivered) in this batch; False
+        when there is nothing to give back: refunds are off, it charged nothing, or it was
+        refunded already."""
+        if not self.refund_failed_usage:
+            return False
+        identity = refund_id(usage.source, usage.event_id)
+        if identity in plan.refunds or self.ledger.refund_exists(identity):
+            return False
+        debit = plan.debits.get(usage.key) or self.ledger.usage_charge(usage.key)
+        if debit is None or debit.amount <= 0:
+            return False
+        wallet = plan.wallets.get(debit.originator_id)
+        if wallet is None:
+            wallet = plan.wallets.setdefault(
+                debit.originator_id, self.ledger.get_wallet_by_id(debit.originator_id)
+            )
+        if wallet.company_id != usage.company_id:
+            return False  # a failure report naming another company is not this charge's
+        refund = Refund.of_usage(
+            debit,
+            company_id=wallet.company_id,
+            usage_source=usage.source,
+            usage_id=usage.event_id,
+            reason=FAILED_AFTER_BILLING,
+            actor=INGESTION_ACTOR,
+        )
+        refund_to_wallet(wallet, refund, debit)
+        plan.refunds[refund.id] = refund
+        return True
 
     def _route(self, usage: Usage, wallets: dict[UUID, Wallet]) -> Wallet:
         route = (usage.waba_id, usage.company_id)

@@ -69,6 +69,8 @@ class Endpoint:
     """Needs a top-up in this state first: "pending" or "invoiced"."""
     own_tenant_refused: str | None = None
     """A tenant endpoint that refuses the company's own tenant in this state (403, this code)."""
+    billed: bool = False
+    """Needs the usage event (//matrix, m-<company>) billed first."""
 
 
 ENDPOINTS = [
@@ -119,6 +121,11 @@ ENDPOINTS = [
         lambda co: {"direction": "credit", "amount": "3", "bucket": "prepaid", "reason": "fix"},
     ),
     Endpoint(
+        "POST", "/v1/wallets/{co}/refunds", False, 201,
+        lambda co: {"usage": {"source": "//matrix", "id": f"m-{co}"}, "reason": "undelivered"},
+        billed=True,
+    ),
+    Endpoint(
         "POST", "/v1/transfers", False, 201,
         lambda co: {"from_company_id": co, "to_company_id": f"{co}-peer", "amount": "1"},
     ),
@@ -165,6 +172,11 @@ async def test_authorization_matrix(
         if endpoint.topup
         else ""
     )
+    if endpoint.billed:
+        pg_ledger.apply_usage(
+            Usage("//matrix", f"m-{company_id}", company_id, f"{company_id}-w1", "c", "marketing",
+                  "sent", 2)
+        )  # fmt: skip
     headers = {
         "anonymous": {},
         "tenant_of_company": tokens.tenant(company_id),

@@ -97,6 +97,17 @@ def workload(ledger: LedgerApplication) -> list[tuple[int, dict[str, Any]]]:
                 units=1,
             )
         )
+    # m0 reported undelivered: its charge given back (verify checks refunds against usage).
+    note(
+        ledger.refund_usage(
+            company_id="acme",
+            usage_source="//t",
+            usage_id="m0",
+            reason="undelivered",
+            actor="op",
+            idempotency_key="rf",
+        )
+    )
     note(
         ledger.transfer(
             from_company_id="acme",

@@ -1,7 +1,8 @@
 """Stateful property test: random sequences of ledger commands keep the ledger's invariants.
 
 After every step: each wallet's balance equals the sum of its postings; the trial balance is
-zero; every top-up credited at most once (exactly once when completed). On every usage step the
+zero; every top-up credited at most once (exactly once when completed); every usage refund gives
+back its charge in full, at most once. On every usage step the
 split respects bucket order and never draws postpaid credit beyond the limit (the rest is
 recorded overage).
 """
@@ -44,6 +45,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger = InMemoryLedger()
         self.keys = 0
         self.usage_ids: list[str] = []
+        self.charged: dict[str, tuple[str, Decimal]] = {}
+        """Usage event id -> (company, the amount it was charged: 0 when failed)."""
+        self.refunded: set[str] = set()
 
     def key(self) -> str:
         self.keys += 1
@@ -128,6 +132,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         )
         after = self.ledger.get_wallet(company)
+        self.charged[event_id] = (company, before.balance - after.balance)
         if status == "failed":
             assert after.balance == before.balance
             return
@@ -164,6 +169,38 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         )
         assert outcome.value == "duplicate"
+
+    @rule(data=st.data(), by_consumer=st.booleans(), tries=st.integers(1, 2))
+    def refund_usage(self, data: st.DataObject, by_consumer: bool, tries: int) -> None:
+        """An operator's refund or a late ``failed`` report, perhaps repeated: the charge comes
+        back once, in full; never for usage that charged nothing."""
+        if not self.usage_ids:
+            return
+        event_id = data.draw(st.sampled_from(self.usage_ids))
+        company, charge = self.charged[event_id]
+        before = self.ledger.get_wallet(company).balance
+        for _ in range(tries):
+            try:
+                if by_consumer:
+                    self.ledger.apply_usage(
+                        Usage("//test", event_id, company, SENDERS[company][0], "c", "marketing",
+                              "failed", 1)
+                    )  # fmt: skip
+                else:
+                    self.ledger.refund_usage(
+                        company_id=company,
+                        usage_source="//test",
+                        usage_id=event_id,
+                        reason="undelivered",
+                        actor="op",
+                        idempotency_key=self.key(),
+                    )
+            except LedgerError as exc:
+                assert exc.code in {"USAGE_ALREADY_REFUNDED", "USAGE_NOT_REFUNDABLE"}, exc
+        given_back = Decimal(0) if event_id in self.refunded or charge == 0 else charge
+        assert self.ledger.get_wallet(company).balance - before == given_back
+        if given_back:
+            self.refunded.add(event_id)
 
     @rule(
         source=st.sampled_from(COMPANIES),
@@ -271,6 +308,21 @@ class LedgerMachine(RuleBasedStateMachine):
             if isinstance(e, Wallet.Credited | Wallet.Debited) and e.kind == "adjustment"
         )
         assert all(count == 1 for count in entries.values())
+
+    @invariant()
+    def refunds_give_back_a_charge_at_most_once(self) -> None:
+        charges = {
+            e.reference: e.amount
+            for e in self.events()
+            if isinstance(e, Wallet.Debited) and e.kind == "usage"
+        }
+        refunds = Counter(
+            (e.reference.removeprefix("refund:"), e.amount)
+            for e in self.events()
+            if isinstance(e, Wallet.Credited) and e.kind == "refund"
+        )
+        assert all(count == 1 for count in refunds.values())
+        assert all(charges[reference] == amount for reference, amount in refunds)
 
     def teardown(self) -> None:
         self.ledger.close()

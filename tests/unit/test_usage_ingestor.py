@@ -30,7 +30,7 @@ class ConflictingLedger(InMemoryLedger):
         position_name: str,
         next_offset: int,
     ) -> None:
-        if any(event_id == self.cursed_event for _, event_id, _ in usage_keys):
+        if any(key[1] == self.cursed_event for key in usage_keys):
             raise IntegrityError("simulated concurrent write")
         super().save_consumed(
             aggregates, usage_keys=usage_keys, position_name=position_name, next_offset=next_offset

@@ -18,6 +18,7 @@ from ledger_service.api.routes import (
     adjustments,
     admin,
     history,
+    refunds,
     topups,
     transfers,
     wallets,
@@ -27,7 +28,7 @@ from ledger_service.api.routes.dependencies import ApiState
 __all__ = ["RESOURCE_ROUTERS", "ApiState", "router"]
 
 RESOURCE_ROUTERS = tuple(
-    r.router for r in (wallets, history, topups, adjustments, transfers, admin)
+    r.router for r in (wallets, history, topups, adjustments, refunds, transfers, admin)
 )
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 for resource_router in RESOURCE_ROUTERS:

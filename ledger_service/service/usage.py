@@ -103,8 +103,8 @@ class BatchOutcome:
 class _Plan:
     wallets: dict[UUID, Wallet] = field(default_factory=dict)
     usage_keys: list[UsageKey] = field(default_factory=list)
-    debits: dict[tuple[str, str], Debited] = field(default_factory=dict)
-    """The charges made in this batch, by usage key (a refund may follow in the same batch)."""
+    charged: dict[tuple[str, str], tuple[Wallet, int]] = field(default_factory=dict)
+    """Charges made in this batch: usage key -> (wallet, version of its ``Debited``)."""
     refunds: dict[UUID, Refund] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
@@ -202,7 +202,8 @@ class UsageDeductions:
             if isinstance(item, Refusal):
                 plan.refusals.append(item)
                 continue
-            if item.key in already or item.key in seen:
+            key = item.key  # a property that builds a tuple: once per record
+            if key in already or key in seen:
                 try:
                     if not item.billable and self._refunded(item, plan):
                         outcome.refunded += 1
@@ -215,15 +216,13 @@ class UsageDeductions:
                     outcome.duplicate_ids.append(item.reference)
                 continue
             try:
-                wallet, debit = self._apply(item, plan.wallets)
+                wallet, version = self._apply(item, plan.wallets)
             except LedgerError as exc:
                 plan.refusals.append(Refusal(offset, exc.code, exc.message, item, exc))
                 continue
-            seen.add(item.key)
-            version = None
-            if debit is not None:
-                plan.debits[item.key] = debit
-                version = debit.originator_version
+            seen.add(key)
+            if version is not None:
+                plan.charged[key] = (wallet, version)
             plan.usage_keys.append(
                 UsageKey(item.source, item.event_id, item.company_id, wallet.id, version)
             )
@@ -235,10 +234,11 @@ class UsageDeductions:
 
     # -- routing --------------------------------------------------------------------------
 
-    def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> tuple[Wallet, Debited | None]:
-        """The wallet charged and its charge (None: not billable, nothing charged)."""
+    def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> tuple[Wallet, int | None]:
+        """The wallet charged and the version of its charge, the first event ``record_usage``
+        triggers (None: not billable, nothing charged)."""
         wallet = self._route(usage, wallets)
-        before = len(wallet.pending_events)
+        version = wallet.version
         try:
             record_usage_on(wallet, usage, trust_producer_price=self.trust_producer_price)
         except SenderNotLinked:
@@ -248,11 +248,7 @@ class UsageDeductions:
             if self._route_changed(usage, wallet.id):
                 raise Conflict from None
             raise
-        if not usage.billable:
-            return wallet, None
-        debit = wallet.pending_events[before]  # record_usage's first event is the charge
-        assert isinstance(debit, Debited), debit
-        return wallet, debit
+        return wallet, (version + 1 if usage.billable else None)
 
     # -- refunds of usage reported failed after billing -----------------------------------
 
@@ -265,7 +261,7 @@ class UsageDeductions:
         identity = refund_id(usage.source, usage.event_id)
         if identity in plan.refunds or self.ledger.refund_exists(identity):
             return False
-        debit = plan.debits.get(usage.key) or self.ledger.usage_charge(usage.key)
+        debit = _pending_charge(plan, usage.key) or self.ledger.usage_charge(usage.key)
         if debit is None or debit.amount <= 0:
             return False
         wallet = plan.wallets.get(debit.originator_id)
@@ -354,3 +350,13 @@ class UsageDeductions:
         refuse(Refusal(offset, DEDUCTION_FAILED, message, usage, error))
         if position is not None:
             self.ledger.advance_consumer_position(position, next_offset=offset + 1)
+
+
+def _pending_charge(plan: _Plan, key: tuple[str, str]) -> Debited | None:
+    """The charge of ``key`` made earlier in this batch (not saved yet), if any."""
+    wallet, version = plan.charged.get(key, (None, 0))
+    if wallet is None:
+        return None
+    debit = next(e for e in wallet.pending_events if e.originator_version == version)
+    assert isinstance(debit, Debited), debit
+    return debit

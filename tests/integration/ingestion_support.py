@@ -140,6 +140,8 @@ class Running:
     ingestion_ledger: LedgerApplication
     outcomes: list[BatchOutcome] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    committed: set[tuple[int, int]] = field(default_factory=set)
+    """(partition, offset) of every record in a batch whose outcome is in ``outcomes``."""
 
     def total(self, attribute: str) -> int:
         return sum(getattr(o, attribute) for o in self.outcomes)
@@ -149,12 +151,14 @@ class Running:
 async def running_consumer(settings: Settings) -> AsyncIterator[Running]:
     container = bootstrap(settings, with_broker=True)
     outcomes: list[BatchOutcome] = []
+    committed: set[tuple[int, int]] = set()
 
-    def on_committed(_records: Sequence[Consumed], outcome: BatchOutcome) -> None:
+    def on_committed(records: Sequence[Consumed], outcome: BatchOutcome) -> None:
         outcomes.append(outcome)
+        committed.update((record.partition, record.offset) for record in records)
 
     consumer, ingestion_ledger = build_consumer(container, on_committed=on_committed)
-    running = Running(container, consumer, ingestion_ledger, outcomes)
+    running = Running(container, consumer, ingestion_ledger, outcomes, committed=committed)
     task = asyncio.create_task(consumer.run(running.stop))
     try:
         yield running
@@ -175,6 +179,17 @@ async def wait_until_consumed(
     """Until the recorded positions account for every record produced to ``topic``.
     (Offsets are counted, not read from the broker: Tansu under-reports end offsets.)"""
     await wait_for(lambda: consumed_count(ledger, topic) >= produced, timeout_s)
+
+
+async def wait_until_counted(produced: int, *runs: Running, timeout_s: float = 60) -> None:
+    """Until the outcomes of ``runs`` account for ``produced`` records. Use this, not
+    ``wait_until_consumed``, before reading ``Running.total``: a batch's position is committed a
+    moment before its outcome is handed back, and a loaded host stretches that moment."""
+
+    def counted() -> bool:
+        return len(set().union(*(run.committed for run in runs))) >= produced
+
+    await wait_for(counted, timeout_s)
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:

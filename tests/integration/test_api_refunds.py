@@ -26,6 +26,7 @@ from tests.integration.ingestion_support import (
     running_consumer,
     usage_event,
     wait_until_consumed,
+    wait_until_counted,
 )
 from tests.integration.ingestion_support import open_company as open_ingesting_company
 from tests.integration.test_api import assert_error, key, open_company
@@ -157,7 +158,7 @@ async def test_a_late_failed_status_refunds_once_even_when_redelivered(
         pg_ledger.evict([pg_ledger.get_wallet(company_id).id])
         assert pg_ledger.get_wallet(company_id).prepaid == D(8)
         await produce(kafka_bootstrap, topics.usage, [failed, failed])  # redelivered report
-        await wait_until_consumed(pg_ledger, topics.usage, 3)
+        await wait_until_counted(3, r)
         assert (r.total("applied"), r.total("refunded"), r.total("duplicates")) == (1, 1, 1)
     pg_ledger.evict([pg_ledger.get_wallet(company_id).id])
     assert pg_ledger.get_wallet(company_id).prepaid == D(10)

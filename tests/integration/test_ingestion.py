@@ -24,6 +24,7 @@ from tests.integration.ingestion_support import (
     running_consumer,
     usage_event,
     wait_until_consumed,
+    wait_until_counted,
 )
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ async def test_the_same_event_published_twice_debits_once(
     async with running_consumer(settings) as running:
         await wait_until_consumed(ledger, topics.usage, 1)
         await produce(kafka_bootstrap, topics.usage, [event])  # the producer retries it
-        await wait_until_consumed(ledger, topics.usage, 2)
+        await wait_until_counted(2, running)
         assert running.total("duplicates") == 1
     assert len(debits(ledger, company_id)) == 1
     assert ledger.get_wallet(company_id).prepaid == D("8.5")
@@ -76,7 +77,7 @@ async def test_failed_status_is_counted_not_debited(
         [usage_event(company_id, f"{company_id}-w1", status="failed", units=4)],
     )
     async with running_consumer(ingestion_settings(database_url, kafka_bootstrap, topics)) as r:
-        await wait_until_consumed(ledger, topics.usage, 1)
+        await wait_until_counted(1, r)
         assert r.total("failed_status") == 1
     wallet = ledger.get_wallet(company_id)
     assert debits(ledger, company_id) == []
@@ -139,7 +140,7 @@ async def test_poison_messages_are_dead_lettered_and_replayed_once_fixed(
         )
         assert dict(report.republished) == {"UNKNOWN_SENDER": 1}
     async with running_consumer(settings) as running:
-        await wait_until_consumed(ledger, topics.usage, 8)
+        await wait_until_counted(2, running)  # the two republished records (offsets 6, 7)
         assert running.total("applied") == 1
         assert running.total("duplicates") == 1
     assert ledger.get_wallet(company_id).prepaid == D("93.5")
@@ -226,7 +227,7 @@ async def test_two_consumers_in_one_group_while_partitions_rebalance(
             await asyncio.sleep(0.5)
             first.stop.set()  # leaves mid-stream: partitions move again
             await produce(kafka_bootstrap, topics.usage, events[2500:])
-            await wait_until_consumed(ledger, topics.usage, len(events))
+            await wait_until_counted(len(events), first, second)
             applied = first.total("applied") + second.total("applied")
     assert applied == len(events)
     for company in companies:

@@ -47,7 +47,7 @@ from tests.integration.ingestion_support import (
     read_all,
     running_consumer,
     usage_event,
-    wait_until_consumed,
+    wait_until_counted,
 )
 
 pytestmark = pytest.mark.integration
@@ -108,13 +108,13 @@ async def test_alerts_fire_once_per_crossing_under_duplicates_and_publish_stable
         open_company(ledger, company, ["s1", "s2"], prepaid="100", limit="30")
         await produce(kafka_bootstrap, topics.usage, events)
         await produce(kafka_bootstrap, topics.usage, events[::3])  # published again, verbatim
-        await wait_until_consumed(ledger, topics.usage, len(events) + len(events[::3]))
+        await wait_until_counted(len(events) + len(events[::3]), running)
         assert running.total("duplicates") == len(events[::3])
         # Redelivery: the consumer forgets its positions and is handed every record again.
         ledger.forget_consumer_positions(f"kafka:{topics.usage}:")
     async with running_consumer(settings) as running:
         ledger = running.container.ledger
-        await wait_until_consumed(ledger, topics.usage, len(events) + len(events[::3]))
+        await wait_until_counted(len(events) + len(events[::3]), running)
         assert running.total("duplicates") == len(events) + len(events[::3])
     ledger = build_ledger(settings, fresh_database_url)
     try:

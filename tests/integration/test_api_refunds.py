@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
+import psycopg
 import pytest
 
 from ledger_service.audit.export import audit_rows
 from ledger_service.audit.verify import verify
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
-from ledger_service.domain.errors import UsageAlreadyRefunded
+from ledger_service.domain.errors import UsageAlreadyRefunded, UsageNotRefundable
 from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.ledger import LedgerApplication
@@ -165,3 +166,31 @@ async def test_a_late_failed_status_refunds_once_even_when_redelivered(
     assert len(refund_credits(pg_ledger, company_id)) == 1
     report = verify(pg_ledger)
     assert report.ok, report.problems
+
+
+def test_usage_keys_written_before_refunds_are_migrated_and_refused_clearly(
+    fresh_database_url: str,
+) -> None:
+    """A database from before refunds: its usage-key table gains the charge columns at start;
+    its old rows say where nothing was charged, so refunding them is refused, not guessed."""
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE ledger_usage_keys (source text NOT NULL, event_id text NOT NULL, "
+            "company_id text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (source, event_id))"
+        )
+        conn.execute("INSERT INTO ledger_usage_keys VALUES ('//old', 'm1', 'acme')")
+    ledger = build_ledger(Settings(environment="test", db_pool_size=2), fresh_database_url)
+    try:
+        ledger.open_wallet(company_id="acme", currency="USD", actor="op", idempotency_key="o")
+        with pytest.raises(UsageNotRefundable, match="before refunds were tracked"):
+            ledger.refund_usage(
+                company_id="acme",
+                usage_source="//old",
+                usage_id="m1",
+                reason="r",
+                actor="op",
+                idempotency_key="r",
+            )
+    finally:
+        ledger.close()

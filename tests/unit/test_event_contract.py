@@ -17,6 +17,8 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 
+from ledger_service.domain.adjustment import Adjustment
+from ledger_service.domain.refund import Refund
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.wallet import Wallet
 
@@ -25,6 +27,8 @@ AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 TOPIC_PREFIXES = {
     "Wallet": "ledger_service.domain.wallet:Wallet.",
     "TopupRequest": "ledger_service.domain.topup:TopupRequest.",
+    "Adjustment": "ledger_service.domain.adjustment:Adjustment.",
+    "Refund": "ledger_service.domain.refund:Refund.",
 }
 
 
@@ -193,6 +197,52 @@ CASES: list[tuple[type[Any], dict[str, Any], str]] = [
         TopupRequest.Completed,
         {"actor": "op"},
         '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"op"}',
+    ),
+    # Adjustments and refunds: pinned as first written (2026-11), not re-encodings of older code.
+    (
+        Adjustment.Requested,
+        {
+            "originator_topic": "ledger_service.domain.adjustment:Adjustment",
+            "company_id": "acme",
+            "wallet_id": ID,
+            "direction": "credit",
+            "amount": D("20"),
+            "bucket": "prepaid",
+            "reason": "outage",
+            "needs_approval": True,
+            "actor": "ops-a",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"originator_topic":"ledger_service.domain.adjustment:Adjustment","company_id":"acme","wallet_id":{"_type_":"uuid_hex","_data_":"12345678123456781234567812345678"},"direction":"credit","amount":{"_type_":"decimal_str","_data_":"20"},"bucket":"prepaid","reason":"outage","needs_approval":true,"actor":"ops-a"}',
+    ),
+    (
+        Adjustment.Approved,
+        {"actor": "ops-b"},
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"ops-b"}',
+    ),
+    (
+        Adjustment.Rejected,
+        {"reason": "no", "actor": "ops-b"},
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"reason":"no","actor":"ops-b"}',
+    ),
+    (
+        Adjustment.Applied,
+        {"actor": "ops-b"},
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"ops-b"}',
+    ),
+    (
+        Refund.Created,
+        {
+            "originator_topic": "ledger_service.domain.refund:Refund",
+            "company_id": "acme",
+            "wallet_id": ID,
+            "usage_source": "//wa",
+            "usage_id": "m1",
+            "debit_version": 7,
+            "amount": D("1.5"),
+            "reason": "undelivered",
+            "actor": "op",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"originator_topic":"ledger_service.domain.refund:Refund","company_id":"acme","wallet_id":{"_type_":"uuid_hex","_data_":"12345678123456781234567812345678"},"usage_source":"//wa","usage_id":"m1","debit_version":7,"amount":{"_type_":"decimal_str","_data_":"1.5"},"reason":"undelivered","actor":"op"}',
     ),
 ]
 

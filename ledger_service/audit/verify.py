@@ -33,11 +33,12 @@ from ledger_service.audit.events import history
 from ledger_service.domain.accounts import wallet_account
 from ledger_service.domain.books import postings_of
 from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
-from ledger_service.domain.entries import Debited, DebitKind
+from ledger_service.domain.entries import DebitKind
 from ledger_service.domain.refund import REFUND_PREFIX, Refund
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.runner import UsageKey
 
 PROBLEMS_MAX = 50
 
@@ -256,11 +257,14 @@ def _check_refunds(ledger: LedgerApplication, scan: _Scan, report: Report) -> No
         if credits != [refund.amount]:
             report.problem(f"{reference} of {refund.amount} was credited {credits}")
         version = refund.debit_version
-        found = list(ledger.events.get(refund.wallet_id, gt=version - 1, lte=version))
-        charge = found[0] if found else None
+        charge = ledger.charge_entry(
+            UsageKey(
+                refund.usage_source, refund.usage_id, refund.company_id, refund.wallet_id, version
+            )
+        )
         usage = f"{refund.usage_source}#{refund.usage_id}"
         if not (
-            isinstance(charge, Debited)
+            charge is not None
             and charge.kind == DebitKind.USAGE
             and charge.reference == usage
             and charge.amount == refund.amount

@@ -23,6 +23,7 @@ from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.transfer import Transfer
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import Handler, merged
+from projections.handlers.grants import GRANTS
 from projections.handlers.policies import POLICIES
 from projections.handlers.topups import TOPUPS
 from projections.handlers.wallets import WALLETS
@@ -49,6 +50,8 @@ class BatchBuilder:
     accounts: dict[str, AccountRow] = field(default_factory=dict)
     touched_wallets: set[UUID] = field(default_factory=set)
     touched_topups: set[UUID] = field(default_factory=set)
+    grants: dict[UUID, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Wallets' active grants, parsed from their rows' JSON as first needed in the batch."""
 
     def apply(self, position: int, event: DomainEventProtocol[UUID]) -> None:
         handler = _HANDLERS.get(type(event))
@@ -71,6 +74,18 @@ class BatchBuilder:
         row.position = position
         self.touched_wallets.add(row.wallet_id)
         return row
+
+    def wallet_grants(self, row: WalletRow) -> dict[str, dict[str, Any]]:
+        """The row's active grants by id, to change in place (``flush_grants`` writes them)."""
+        grants = self.grants.get(row.wallet_id)
+        if grants is None:
+            grants = self.grants[row.wallet_id] = json.loads(row.grants)
+        return grants
+
+    def flush_grants(self) -> None:
+        """Write the grants this batch changed back into their rows' JSON."""
+        for wallet_id, grants in self.grants.items():
+            self.wallets[wallet_id].grants = json.dumps(grants, sort_keys=True)
 
     def touch_topup(self, position: int, event: Aggregate.Event) -> TopupRow:
         """The row of the event's top-up request, marked as changed at ``position``."""
@@ -104,7 +119,7 @@ class BatchBuilder:
         )
 
 
-_HANDLERS: dict[type[Any], Handler[Any]] = merged((WALLETS, POLICIES, TOPUPS))
+_HANDLERS: dict[type[Any], Handler[Any]] = merged((WALLETS, GRANTS, POLICIES, TOPUPS))
 
 HANDLED_EVENT_CLASSES = frozenset(_HANDLERS)
 HANDLED_EVENTS = frozenset(event_class.__qualname__ for event_class in _HANDLERS)

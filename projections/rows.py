@@ -56,10 +56,16 @@ class WalletRow:
     alerts_active: list[str]
     blocked: str = field(metadata=JSONB)
     """JSON: category -> the day its spending cap was reached."""
+    granted: Decimal = Decimal(0)
+    """What is left of the active credit grants together."""
+    grants: str = field(default="{}", metadata=JSONB)
+    """JSON: the active grants by id (``projections.handlers.grants``)."""
+    next_grant_expiry_at: datetime | None = None
+    """The soonest ``expires_at`` of an active grant (the cycle scheduler looks for it)."""
 
     @property
     def balance(self) -> Decimal:
-        return self.included + self.prepaid - self.postpaid_used
+        return self.included + self.granted + self.prepaid - self.postpaid_used
 
     @property
     def available(self) -> Decimal:
@@ -122,6 +128,8 @@ class EntryRow(NamedTuple):
     unit_price: Decimal | None
     actor: str
     occurred_at: datetime
+    grants: Decimal = Decimal(0)
+    """The entry's grant parts together (what it took from or gave to credit grants)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS {s}.rm_wallet_balances (
     cycle_start timestamptz,
     next_cycle_at timestamptz,
     alerts_active text[] NOT NULL DEFAULT '{{}}',
-    blocked jsonb NOT NULL DEFAULT '{{}}'
+    blocked jsonb NOT NULL DEFAULT '{{}}',
+    granted numeric NOT NULL DEFAULT 0,
+    grants jsonb NOT NULL DEFAULT '{{}}',
+    next_grant_expiry_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_company ON {s}.rm_wallet_balances (company_id);
 -- Policy columns came with alerts and cycles: tables built before them get the columns here
@@ -68,6 +71,20 @@ END IF;
 END $migrate$;
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_next_cycle
     ON {s}.rm_wallet_balances (next_cycle_at);
+-- Grants came later still: the same migration for their columns (nothing to fill: no wallet
+-- had a grant before them).
+DO $migrate$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{name}'
+               AND table_name = 'rm_wallet_balances' AND column_name = 'next_grant_expiry_at')
+THEN
+ALTER TABLE {s}.rm_wallet_balances
+    ADD COLUMN IF NOT EXISTS granted numeric NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '{{}}',
+    ADD COLUMN IF NOT EXISTS next_grant_expiry_at timestamptz;
+END IF;
+END $migrate$;
+CREATE INDEX IF NOT EXISTS rm_wallet_balances_next_grant_expiry
+    ON {s}.rm_wallet_balances (next_grant_expiry_at) WHERE next_grant_expiry_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {s}.rm_alerts (
     position bigint PRIMARY KEY,
     wallet_id uuid NOT NULL,
@@ -98,8 +115,15 @@ CREATE TABLE IF NOT EXISTS {s}.rm_ledger_entries (
     units integer NOT NULL,
     unit_price numeric,
     actor text NOT NULL,
-    occurred_at timestamptz NOT NULL
+    occurred_at timestamptz NOT NULL,
+    grants numeric NOT NULL DEFAULT 0
 );
+DO $migrate$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{name}'
+               AND table_name = 'rm_ledger_entries' AND column_name = 'grants') THEN
+ALTER TABLE {s}.rm_ledger_entries ADD COLUMN IF NOT EXISTS grants numeric NOT NULL DEFAULT 0;
+END IF;
+END $migrate$;
 CREATE INDEX IF NOT EXISTS rm_ledger_entries_company
     ON {s}.rm_ledger_entries (company_id, position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_usage_daily (

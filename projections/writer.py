@@ -92,6 +92,7 @@ class RowWriter:
 
     def write(self, cur: psycopg.Cursor[Any], batch: BatchBuilder) -> None:
         """Append the batch's entries and alerts, upsert its rows (in a stable order)."""
+        batch.flush_grants()
         if batch.entries:
             with cur.copy(self.entry_copy) as copy:
                 for entry in batch.entries:

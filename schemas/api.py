@@ -69,8 +69,26 @@ class ErrorBody(BaseModel):
 
 class Buckets(BaseModel):
     included: str
+    grants: str = Field(description="what is left of the active credit grants together")
     prepaid: str
     postpaid_used: str
+
+
+class GrantOut(BaseModel):
+    id: UUID
+    company_id: str
+    status: Literal["active", "expired", "voided"]
+    amount: str = Field(description="what was granted")
+    remaining: str = Field(description="what usage has not drained yet")
+    priority: int = Field(description="drained lower first, then soonest expiry, then oldest")
+    expires_at: datetime | None
+    granted_at: datetime
+    reason: str
+    reference: str
+    granted_by: str
+    position: int | None = Field(
+        default=None, description="writes: the event-store position (read-your-writes)"
+    )
 
 
 class WalletOut(BaseModel):
@@ -85,6 +103,7 @@ class WalletOut(BaseModel):
     included_quota: str
     overage_total: str
     buckets: Buckets
+    grants: list[GrantOut] = Field(description="active credit grants, in drain order")
     senders: list[str]
     policies: dict[str, Any] = Field(
         description="alerts, auto_topup, spending_caps and cycle settings (PATCH to change)"
@@ -270,6 +289,7 @@ class TransferOut(BaseModel):
 class CirculationOut(BaseModel):
     wallets: int
     included: str
+    grants: str
     prepaid: str
     postpaid_used: str
     balance: str

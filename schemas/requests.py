@@ -12,9 +12,10 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from ledger_service.domain.adjustment import AdjustedBucket, Direction
+from ledger_service.domain.grants import PRIORITY_DEFAULT, PRIORITY_MAX
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.policies import (
     ANCHOR_DAY_MAX,
@@ -28,6 +29,7 @@ from ledger_service.domain.policies import (
 )
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
+from ledger_service.service.grants import REFERENCE_LENGTH_MAX, IssueGrant
 from ledger_service.service.refunds import RefundUsage
 from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
@@ -233,6 +235,32 @@ class AdjustmentRejectIn(Request):
 
 
 CloudEventsText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class GrantIn(Request):
+    amount: Money
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reference: Annotated[str, StringConstraints(min_length=1, max_length=REFERENCE_LENGTH_MAX)] = (
+        Field(description="the operator's own id of this grant: one grant per reference")
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="when the unused remainder expires; never when absent"
+    )
+    priority: int = Field(
+        PRIORITY_DEFAULT, ge=0, le=PRIORITY_MAX, description="grants with lower ones drain first"
+    )
+
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> IssueGrant:
+        return IssueGrant(
+            company_id=company_id,
+            amount=Decimal(self.amount),
+            reason=self.reason,
+            reference=self.reference,
+            expires_at=self.expires_at,
+            priority=self.priority,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
 
 class UsageIdentity(Request):

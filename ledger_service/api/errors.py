@@ -21,6 +21,7 @@ from ledger_service.api.context import current_request_id
 from ledger_service.domain.errors import (
     ConcurrencyConflict,
     CurrencyMismatch,
+    GrantAlreadyExists,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidAmount,
@@ -55,6 +56,7 @@ _STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
     (SenderAlreadyLinked, 409),
     (SenderNotLinked, 409),
     (UsageAlreadyRefunded, 409),
+    (GrantAlreadyExists, 409),
     (UsageNotRefundable, 409),
     (IdempotencyConflict, 409),
     (ConcurrencyConflict, 409),

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from ledger_service.domain.adjustment import ADJUSTMENT_PREFIX
 from ledger_service.domain.errors import WalletNotFound
+from ledger_service.domain.grants import GRANT_PREFIX
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.refund import REFUND_PREFIX, refund_id_of_entry
@@ -47,7 +48,8 @@ COLUMNS = (
     "reason",
 )
 """The last three: who asked for and who approved a manual entry (an adjustment), and why; for a
-refund, who refunded and why."""
+refund, who refunded and why; for a grant (its issue, credit, expiry or void), who granted it and
+why."""
 
 
 def audit_rows(
@@ -63,14 +65,29 @@ def audit_rows(
     if not positions:
         raise WalletNotFound(f"no wallet for company {company_id}")
     balance = Decimal(0)
+    grants: dict[str, dict[str, str]] = {}
     event: Any
     for event in ledger.events.get(ident):
         delta = _delta(event)
         before, balance = balance, balance + delta
+        if isinstance(event, Wallet.GrantIssued):
+            grants[event.grant_id] = {
+                "requested_by": event.actor,
+                "approved_by": "",
+                "reason": event.reason,
+            }
         if (since and event.timestamp < since) or (until and event.timestamp >= until):
             continue
         row = _row(event, positions[event.originator_version], before, balance)
-        yield row | _four_eyes(ledger, row["reference"])
+        grant = grants.get(getattr(event, "grant_id", None) or _grant_of(row["reference"]))
+        yield row | (grant or _four_eyes(ledger, row["reference"]))
+
+
+def _grant_of(reference: str) -> str:
+    """The grant id of a grant's entry (``grant:<id>``, ``grant:<id>:expired``), else ""."""
+    if not reference.startswith(GRANT_PREFIX):
+        return ""
+    return reference.removeprefix(GRANT_PREFIX).split(":")[0]
 
 
 def _four_eyes(ledger: LedgerApplication, reference: str) -> dict[str, str]:

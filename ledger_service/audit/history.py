@@ -33,6 +33,7 @@ class WalletAsOf:
             "available": format_amount(w.available),
             "buckets": {
                 "included": format_amount(w.included),
+                "grants": format_amount(w.granted),
                 "prepaid": format_amount(w.prepaid),
                 "postpaid_used": format_amount(w.postpaid_used),
             },
@@ -41,6 +42,10 @@ class WalletAsOf:
             "included_quota": format_amount(w.included_quota),
             "rate_card": {k: format_amount(v) for k, v in sorted(w.rate_card.items())},
             "senders": sorted(w.senders),
+            "grants": {
+                g.grant_id: {"status": g.status.value, "remaining": format_amount(g.remaining)}
+                for g in w.grants.values()
+            },
             "entry_hash": w.entry_hash,
         }
 

@@ -12,6 +12,9 @@ Checks, each reported with what and where (bounded: the first ``problems_max``):
   bucket split does not add up to its amount shows here);
 * every completed top-up credited its wallet exactly once; no other top-up credited at all;
 * no usage event (CloudEvents source#id) changed a balance twice;
+* credit grants: no grant's remainder goes below zero, money moves only into grants that were
+  issued, a grant closes only with nothing left (its remainder taken just before), and one
+  closed as expired had reached its ``expires_at`` (as of the scheduler's run);
 * every refund gives back exactly what its usage event was charged (the refund's wallet entry
   is that usage's charge, of the same amount), with one credit, and no refund credit exists
   without its refund (so no usage is refunded twice);
@@ -34,6 +37,7 @@ from ledger_service.domain.accounts import wallet_account
 from ledger_service.domain.books import postings_of
 from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
 from ledger_service.domain.entries import DebitKind
+from ledger_service.domain.grants import GrantStatus, grant_parts
 from ledger_service.domain.refund import REFUND_PREFIX, Refund
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.wallet import Wallet
@@ -50,10 +54,17 @@ class WalletFigures:
     prepaid: Decimal = Decimal(0)
     postpaid_used: Decimal = Decimal(0)
     chain: str = GENESIS_HASH
+    grants: dict[str, Decimal] = field(default_factory=dict)
+    """What is left of each grant issued, by id."""
+    closed_grants: set[str] = field(default_factory=set)
+
+    @property
+    def granted(self) -> Decimal:
+        return sum(self.grants.values(), Decimal(0))
 
     @property
     def balance(self) -> Decimal:
-        return self.included + self.prepaid - self.postpaid_used
+        return self.included + self.granted + self.prepaid - self.postpaid_used
 
 
 @dataclass
@@ -86,6 +97,7 @@ class _Scan:
         self.refunds: dict[str, Refund.Created] = {}
         """By the reference of their wallet entry."""
         self.refund_credits: dict[str, list[Decimal]] = {}
+        self.grant_expiry: dict[str, Any] = {}
 
     def add(self, position: int, event: Any) -> None:
         self.report.events += 1
@@ -97,6 +109,8 @@ class _Scan:
             self._money(position, event)
         elif type(event).__qualname__ == "Wallet.Opened":
             self.report.wallets[event.originator_id] = WalletFigures(event.company_id)
+        elif isinstance(event, (Wallet.GrantIssued, Wallet.GrantClosed)):
+            self._grant(position, event)
         elif type(event).__qualname__ == "Wallet.FailedUsageRecorded":
             self.usage_refs[event.reference] += 1
         elif isinstance(event, Refund.Created):
@@ -131,6 +145,8 @@ class _Scan:
         sign = 1 if isinstance(event, Wallet.Credited) else -1
         figures.included += sign * split.get("included", Decimal(0))
         figures.prepaid += sign * split.get("prepaid", Decimal(0))
+        for grant, part in grant_parts(split):
+            self._grant_part(position, figures, grant, sign * part)
         if isinstance(event, Wallet.Credited):
             figures.postpaid_used -= split.get("postpaid", Decimal(0))
             if event.kind == "topup":
@@ -141,6 +157,38 @@ class _Scan:
             figures.postpaid_used += split["postpaid"] + split["overage"]
             if event.kind == "usage":
                 self.usage_refs[event.reference] += 1
+
+    def _grant_part(self, position: int, figures: WalletFigures, grant: str, part: Decimal) -> None:
+        left = figures.grants.get(grant)
+        if left is None:
+            self.report.problem(
+                f"wallet of {figures.company_id} moved money in grant {grant}, which it was "
+                f"never issued (position {position})"
+            )
+            left = Decimal(0)
+        figures.grants[grant] = left + part
+        if left + part < 0:
+            self.report.problem(
+                f"grant {grant} of {figures.company_id} went below zero: {left + part} "
+                f"(position {position})"
+            )
+
+    def _grant(self, position: int, event: Any) -> None:
+        figures = self.report.wallets.setdefault(event.originator_id, WalletFigures())
+        if isinstance(event, Wallet.GrantIssued):
+            figures.grants[event.grant_id] = Decimal(0)
+            self.grant_expiry[event.grant_id] = event.expires_at
+            return
+        where = f"grant {event.grant_id} of {figures.company_id} (position {position})"
+        if event.grant_id not in figures.grants or event.grant_id in figures.closed_grants:
+            self.report.problem(f"{where} closed without being active")
+        left = figures.grants.get(event.grant_id, Decimal(0))
+        if left != 0:
+            self.report.problem(f"{where} closed {event.status} with {left} left")
+        expires_at = self.grant_expiry.get(event.grant_id)
+        if event.status == GrantStatus.EXPIRED and (expires_at is None or event.as_of < expires_at):
+            self.report.problem(f"{where} expired before its expires_at {expires_at}")
+        figures.closed_grants.add(event.grant_id)
 
 
 def _topup_status(event: Any, known: dict[UUID, str]) -> str:
@@ -162,10 +210,11 @@ class WalletBuckets(NamedTuple):
     included: Decimal
     prepaid: Decimal
     postpaid_used: Decimal
+    granted: Decimal
 
     @property
-    def buckets(self) -> tuple[Decimal, Decimal, Decimal]:
-        return (self.included, self.prepaid, self.postpaid_used)
+    def buckets(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        return (self.included, self.granted, self.prepaid, self.postpaid_used)
 
 
 @dataclass(frozen=True)
@@ -202,7 +251,11 @@ def verify(
 
 
 def _freeze(report: Report) -> tuple[dict[UUID, WalletFigures], dict[str, Decimal]]:
-    return ({k: replace(v) for k, v in report.wallets.items()}, dict(report.trial_balance))
+    wallets = {
+        k: replace(v, grants=dict(v.grants), closed_grants=set(v.closed_grants))
+        for k, v in report.wallets.items()
+    }
+    return wallets, dict(report.trial_balance)
 
 
 def _compare(
@@ -211,12 +264,12 @@ def _compare(
     where = f"(read models at position {snapshot.position})"
     for wallet_id, figures in wallets.items():
         row = snapshot.wallets.get(wallet_id)
-        events = (figures.included, figures.prepaid, figures.postpaid_used)
+        events = (figures.included, figures.granted, figures.prepaid, figures.postpaid_used)
         if row is None:
             yield f"read model has no balance row for the wallet of {figures.company_id} {where}"
         elif row.buckets != events:
             yield (
-                f"read model balance of {figures.company_id} is included/prepaid/"
+                f"read model balance of {figures.company_id} is included/grants/prepaid/"
                 f"postpaid_used {tuple(map(str, row.buckets))}, the events say "
                 f"{tuple(map(str, events))} {where}"
             )
@@ -241,6 +294,12 @@ def _check_books(scan: _Scan, report: Report) -> None:
                 f"wallet of {figures.company_id}: its account in the books holds {booked}, "
                 f"its buckets add up to {figures.balance} (a split that does not match its amount)"
             )
+        for grant in figures.closed_grants:
+            if figures.grants[grant] != 0:
+                report.problem(
+                    f"grant {grant} of {figures.company_id} is closed and holds "
+                    f"{figures.grants[grant]}"
+                )
     for topup_id, status in scan.topup_status.items():
         credits = scan.topup_credits.get(str(topup_id), 0)
         if credits != (1 if status == "completed" else 0):
@@ -284,13 +343,17 @@ def _check_loaded_state(ledger: LedgerApplication, report: Report) -> None:
         except Exception as exc:
             report.problem(f"wallet of {figures.company_id} cannot be loaded: {exc}")
             continue
-        loaded = (wallet.included, wallet.prepaid, wallet.postpaid_used)
-        recomputed = (figures.included, figures.prepaid, figures.postpaid_used)
+        loaded = (wallet.included, wallet.prepaid, wallet.postpaid_used, _remainders(wallet))
+        recomputed = (figures.included, figures.prepaid, figures.postpaid_used, figures.grants)
         if loaded != recomputed:
             report.problem(
                 f"wallet of {figures.company_id}: loaded buckets {loaded} differ "
                 f"from the events' {recomputed}"
             )
+
+
+def _remainders(wallet: Wallet) -> dict[str, Decimal]:
+    return {grant_id: grant.remaining for grant_id, grant in wallet.grants.items()}
 
 
 def read_model_snapshot(conn: Any, schema: str) -> ReadModelSnapshot:

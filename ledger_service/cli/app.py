@@ -14,6 +14,7 @@ from ledger_service.cli import (
     audit,
     cycles,
     dlq,
+    grants,
     positions,
     refunds,
     run,
@@ -40,6 +41,7 @@ cli.add_typer(cycles.group, name="cycles")
 cli.add_typer(positions.group, name="positions")
 cli.add_typer(audit.group, name="audit")
 cli.add_typer(adjustments.group, name="adjust")
+cli.add_typer(grants.group, name="grant")
 
 
 def main() -> None:

@@ -54,6 +54,22 @@ class AdjustmentNotFound(NotFound):
     code = "ADJUSTMENT_NOT_FOUND"
 
 
+class GrantNotFound(NotFound):
+    code = "GRANT_NOT_FOUND"
+
+
+class GrantAlreadyExists(LedgerError):
+    """A grant with this reference was already issued to this wallet."""
+
+    code = "GRANT_ALREADY_EXISTS"
+
+
+class GrantClosed(InvalidTransition):
+    """The grant has expired or was voided already."""
+
+    code = "GRANT_CLOSED"
+
+
 class UsageNotFound(NotFound):
     """No billed usage event with this (source, id) for this company."""
 

@@ -106,6 +106,8 @@ class PolicyState(Protocol):
     @property
     def included(self) -> Decimal: ...
     @property
+    def granted(self) -> Decimal: ...
+    @property
     def prepaid(self) -> Decimal: ...
     @property
     def postpaid_used(self) -> Decimal: ...
@@ -155,7 +157,7 @@ class Verdict:
 def evaluate_triggers(state: PolicyState, category: str | None = None) -> Verdict | None:
     """The verdict on ``state`` right after a money movement (``category``: the category of
     the usage that moved it, whose daily cap is checked), or None when nothing changed."""
-    balance = state.included + state.prepaid - state.postpaid_used
+    balance = state.included + state.granted + state.prepaid - state.postpaid_used
     available = balance + state.postpaid_limit
     settings, auto = state.alert_settings, state.auto_topup
     low_line = settings.low_balance_line(state.cycle_funded)

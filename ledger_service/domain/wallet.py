@@ -3,14 +3,16 @@
 Buckets and the two derived figures (also defined in README.md):
 
 * ``included``     - this cycle's included quota left (>= 0);
+* ``granted``      - what is left of the active credit grants (>= 0; see ``grants``);
 * ``prepaid``      - paid-for money left (>= 0);
 * ``postpaid_used`` - credit drawn on the postpaid limit, including any overage (>= 0);
-* ``balance   = included + prepaid - postpaid_used``;
+* ``balance   = included + granted + prepaid - postpaid_used``;
 * ``available = balance + postpaid_limit`` (negative only after overage).
 
-Usage drains included -> prepaid -> postpaid credit. Usage is a fact, not a request: beyond the
-postpaid limit the remainder is still recorded, as ``overage``. Credits to ``prepaid`` first repay
-drawn postpaid credit, so a wallet never holds prepaid money and debt at the same time.
+Usage drains included -> grants -> prepaid -> postpaid credit. Usage is a fact, not a request:
+beyond the postpaid limit the remainder is still recorded, as ``overage``. Credits to
+``prepaid`` first repay drawn postpaid credit, so a wallet never holds prepaid money and debt at
+the same time.
 
 Command methods check first (``check_*``) and only then trigger an event; the event methods
 (underscore-prefixed, decorated with ``@event``) hold no rules, so replay never re-decides.
@@ -31,6 +33,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger_service.domain import accounts, entries, wallet_events
+from ledger_service.domain import wallet_grants as grants
 from ledger_service.domain import wallet_policies as policies
 from ledger_service.domain import wallet_setup as setup
 from ledger_service.domain.chain import GENESIS_HASH, entry_hash
@@ -43,6 +46,7 @@ from ledger_service.domain.entries import (
     split_debit,
 )
 from ledger_service.domain.errors import InsufficientFunds
+from ledger_service.domain.grants import Grant
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import ZERO, canonical, parse_amount
 from ledger_service.domain.policies import AlertSettings, AutoTopup, CycleAnchor, SpendingCap
@@ -76,12 +80,16 @@ class Wallet(Aggregate):
     AlertRaised = wallet_events.AlertRaised
     TriggersRearmed = wallet_events.TriggersRearmed
     AutoTopupTriggered = wallet_events.AutoTopupTriggered
+    GrantIssued = wallet_events.GrantIssued
+    GrantClosed = wallet_events.GrantClosed
 
     # Snapshots: version 2 added policies (cycles, alerts, caps, auto top-up) as plain dicts,
-    # version 3 holds them as typed values. Older snapshots are upcast; events need none.
-    class_version = 3
+    # version 3 holds them as typed values, version 4 added grants. Older snapshots are
+    # upcast; events need none.
+    class_version = 4
     upcast_v1_v2 = staticmethod(policies.upcast_v1_v2)
     upcast_v2_v3 = staticmethod(policies.upcast_v2_v3)
+    upcast_v3_v4 = staticmethod(policies.upcast_v3_v4)
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -141,6 +149,9 @@ class Wallet(Aggregate):
         self.prepaid = ZERO
         self.postpaid_used = ZERO
         self.overage_total = ZERO
+        self.grants: dict[str, Grant] = {}
+        """Every grant ever issued, by id (closed ones too: a refund may give one money back)."""
+        self.granted = ZERO
         self.entry_hash = GENESIS_HASH
         # Policies (see wallet_policies.py): typed values, replaced by their events.
         self.cycle_anchor = CycleAnchor()
@@ -160,7 +171,7 @@ class Wallet(Aggregate):
 
     @property
     def balance(self) -> Decimal:
-        return canonical(self.included + self.prepaid - self.postpaid_used)
+        return canonical(self.included + self.granted + self.prepaid - self.postpaid_used)
 
     @property
     def available(self) -> Decimal:
@@ -202,12 +213,16 @@ class Wallet(Aggregate):
         actor: str,
         evaluate_triggers: bool = True,
         drawn: dict[str, Decimal] | None = None,
+        grant_id: str | None = None,
     ) -> None:
         """``evaluate_triggers=False``: the caller evaluates once after several entries.
-        ``drawn``: for ``CreditBucket.DRAWN``, the split of the debit being given back."""
+        ``drawn``: for ``CreditBucket.DRAWN``, the split of the debit being given back;
+        ``grant_id``: for ``CreditBucket.GRANTS``, the grant credited."""
         amount = parse_amount(amount, allow_zero=False)
         check_counter_account(counter_account)
-        split = entries.split_credit(amount, bucket, postpaid_used=self.postpaid_used, drawn=drawn)
+        split = entries.split_credit(
+            amount, bucket, postpaid_used=self.postpaid_used, drawn=drawn, grant_id=grant_id
+        )
         self._credited(
             **self._checked_and_chained(
                 {
@@ -222,6 +237,8 @@ class Wallet(Aggregate):
                 sign=1,
             )
         )
+        if bucket is CreditBucket.DRAWN:
+            self.retake_closed_remainders(actor=actor)
         if evaluate_triggers:
             self._evaluate_triggers()
 
@@ -235,6 +252,7 @@ class Wallet(Aggregate):
             included=self.included,
             prepaid=self.prepaid,
             postpaid_used=self.postpaid_used,
+            grants=self.grants,
         )
         return {**entry, "entry_hash": entry_hash(self.entry_hash, self.version + 1, entry)}
 
@@ -255,6 +273,8 @@ class Wallet(Aggregate):
         self.prepaid += split.get("prepaid", ZERO)
         self.postpaid_used -= split.get("postpaid", ZERO)
         self.cycle_funded += amount
+        if self.grants:
+            grants.apply_grant_parts(self, split, 1)
 
     def record_usage(
         self,
@@ -279,6 +299,7 @@ class Wallet(Aggregate):
             prepaid=self.prepaid,
             postpaid_used=self.postpaid_used,
             postpaid_limit=self.postpaid_limit,
+            grants=self.grants.values() if self.granted else (),
         )
         self._debit_entry(
             amount,
@@ -375,6 +396,17 @@ class Wallet(Aggregate):
         self.prepaid -= split["prepaid"]
         self.postpaid_used += split["postpaid"] + split["overage"]
         self.overage_total += split["overage"]
+        if len(split) > 4:  # grant parts besides included, prepaid, postpaid, overage
+            grants.apply_grant_parts(self, split, -1)
+
+    # -- credit grants, written in wallet_grants.py -----------------------------------------
+
+    issue_grant = grants.issue_grant
+    _grant_issued = grants._grant_issued
+    expire_due_grants = grants.expire_due_grants
+    void_grant = grants.void_grant
+    _grant_closed = grants._grant_closed
+    retake_closed_remainders = grants.retake_closed_remainders
 
     # -- policies: alerts, caps, auto top-up, cycles; written in wallet_policies.py -------
 

@@ -67,6 +67,33 @@ class FailedUsageRecorded(Aggregate.Event):
     actor: str
 
 
+# -- credit grants (wallet_grants) -----------------------------------------------------------
+
+
+class GrantIssued(Aggregate.Event):
+    """A grant registered; its money follows as a ``Credited`` (bucket ``grants``)."""
+
+    grant_id: str
+    amount: Decimal
+    priority: int
+    expires_at: datetime | None
+    reason: str
+    reference: str
+    actor: str
+
+
+class GrantClosed(Aggregate.Event):
+    """A grant expired or was voided (``status``) as of ``as_of`` (the scheduler's run time for
+    an expiry, which may catch up or, with ``ledger cycles run --at``, be set); any remainder
+    was debited just before."""
+
+    grant_id: str
+    status: str
+    remainder: Decimal
+    as_of: datetime
+    actor: str
+
+
 # -- policies, cycles and triggers (wallet_policies) ----------------------------------------
 
 

@@ -180,7 +180,7 @@ def _start_cycle(wallet: Wallet, boundary: datetime, actor: str) -> None:
     wallet._cycle_started(
         cycle_start=boundary,
         next_cycle_at=wallet.cycle_anchor.next_boundary(boundary),
-        opening_funded=max(wallet.included + wallet.prepaid, ZERO),
+        opening_funded=max(wallet.included + wallet.granted + wallet.prepaid, ZERO),
         actor=actor,
     )
 
@@ -355,3 +355,9 @@ def upcast_v2_v3(state: dict[str, Any]) -> None:
     # JSON object keys are strings: the hours were stored as "498706".
     hours = state.pop("burn_hours")
     state["burn_window"] = BurnWindow({int(hour): amount for hour, amount in hours.items()})
+
+
+def upcast_v3_v4(state: dict[str, Any]) -> None:
+    """Version 4 added credit grants; a wallet snapshotted before them had none."""
+    state["grants"] = {}
+    state["granted"] = ZERO

@@ -1,8 +1,10 @@
-"""Billing cycles: start every wallet's due cycles (quota expiry and grant), exactly once.
+"""Billing cycles and grant expiry: start every wallet's due cycles (quota expiry and grant)
+and expire its due credit grants, exactly once.
 
-Which wallets may be due comes from the wallet read model (``next_cycle_at``); whether a cycle
-is really due is decided by the aggregate itself, so a stale read model costs a wasted load,
-never a double grant. Runs in ``ledger run`` every ``cycle_check_interval_s`` and on demand as
+Which wallets may be due comes from the wallet read model (``next_cycle_at``,
+``next_grant_expiry_at``); whether a cycle or an expiry is really due is decided by the
+aggregate itself, so a stale read model costs a wasted load, never a double grant or expiry.
+Runs in ``ledger run`` every ``cycle_check_interval_s`` and on demand as
 ``ledger cycles run [--at TIME]``.
 """
 
@@ -31,8 +33,9 @@ def wallets_due(connect: Connect, tables: ReadModelTables, now: datetime) -> lis
     with connect() as conn:
         rows = conn.execute(
             f"SELECT wallet_id FROM {tables['rm_wallet_balances']} "
-            "WHERE next_cycle_at IS NULL OR next_cycle_at <= %s ORDER BY wallet_id",
-            (now,),
+            "WHERE next_cycle_at IS NULL OR next_cycle_at <= %s OR next_grant_expiry_at <= %s "
+            "ORDER BY wallet_id",
+            (now, now),
         ).fetchall()
     return [row[0] for row in rows]
 
@@ -40,7 +43,7 @@ def wallets_due(connect: Connect, tables: ReadModelTables, now: datetime) -> lis
 def run_cycles(
     ledger: LedgerApplication, connect: Connect, tables: ReadModelTables, now: datetime
 ) -> tuple[int, int]:
-    """(wallets looked at, cycles started) as of ``now``."""
+    """(wallets looked at, cycles started and grants expired) as of ``now``."""
     due = wallets_due(connect, tables, now)
     started = ledger.start_due_cycles(due, now=now, actor=SCHEDULER_ACTOR) if due else 0
     if started:

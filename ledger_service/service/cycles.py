@@ -1,4 +1,5 @@
-"""Billing-cycle boundaries: expire the unused included quota, grant the next one."""
+"""Time-driven changes of wallets: billing-cycle boundaries (expire the unused included quota,
+grant the next one) and credit grants reaching their ``expires_at``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ log = structlog.get_logger(__name__)
 def start_due_cycles(
     ledger: LedgerApplication, wallet_ids: Iterable[UUID], *, now: datetime, actor: str
 ) -> int:
-    """Start the due billing cycles of ``wallet_ids``; how many cycles were started.
+    """Expire the due grants and start the due billing cycles of ``wallet_ids``; how many
+    grants expired and cycles started, together.
 
     Each wallet is saved on its own: a crash part-way leaves the rest for the next run. A
     concurrent run (or a usage batch) makes the save fail on the wallet's version; the loser
@@ -42,7 +44,8 @@ def _start_wallet_cycles(
 ) -> int:
     def attempt() -> int:
         wallet = ledger.get_wallet_by_id(wallet_id)
-        count = wallet.start_due_cycles(now, actor=actor)
+        count = wallet.expire_due_grants(now, actor=actor)
+        count += wallet.start_due_cycles(now, actor=actor)
         if count:
             with evicting_on_conflict(ledger, [wallet]):
                 ledger.save(wallet)

@@ -40,6 +40,7 @@ from ledger_service.domain.wallet import Wallet
 from ledger_service.service import (
     adjustments,
     cycles,
+    grants,
     refunds,
     topups,
     transfers,
@@ -116,6 +117,8 @@ class LedgerApplication(Application[UUID]):
     approve_adjustment = command_method(adjustments.ApproveAdjustment)
     reject_adjustment = command_method(adjustments.RejectAdjustment)
     refund_usage = command_method(refunds.RefundUsage)
+    issue_grant = command_method(grants.IssueGrant)
+    void_grant = command_method(grants.VoidGrant)
 
     def request_auto_topup(
         self, *, wallet_id: UUID, trigger_version: int, auto_approve: bool, amount: Decimal

@@ -11,6 +11,7 @@ from typing import Any
 
 from eventsourcing.persistence import Transcoding
 
+from ledger_service.domain.grants import Grant, GrantStatus
 from ledger_service.domain.policies import AlertSettings, AutoTopup, CycleAnchor, SpendingCap
 from ledger_service.domain.triggers import BurnWindow, SpendingDay, Tally
 
@@ -103,7 +104,41 @@ class BurnWindowAsPairs(Transcoding):
         return BurnWindow({int(hour): amount for hour, amount in data})
 
 
+class GrantAsDict(Transcoding):
+    type = Grant
+    name = "wallet_grant"
+
+    def encode(self, obj: Grant) -> dict[str, Any]:
+        return {
+            "grant_id": obj.grant_id,
+            "amount": obj.amount,
+            "remaining": obj.remaining,
+            "priority": obj.priority,
+            "expires_at": obj.expires_at,
+            "granted_at": obj.granted_at,
+            "reason": obj.reason,
+            "reference": obj.reference,
+            "actor": obj.actor,
+            "status": obj.status.value,
+        }
+
+    def decode(self, data: dict[str, Any]) -> Grant:
+        return Grant(
+            data["grant_id"],
+            data["amount"],
+            data["remaining"],
+            data["priority"],
+            data["expires_at"],
+            data["granted_at"],
+            data["reason"],
+            data["reference"],
+            data["actor"],
+            GrantStatus(data["status"]),
+        )
+
+
 POLICY_TRANSCODINGS: tuple[Transcoding, ...] = (
+    GrantAsDict(),
     AlertSettingsAsDict(),
     AutoTopupAsDict(),
     SpendingCapAsDict(),

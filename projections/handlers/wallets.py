@@ -10,6 +10,7 @@ from ledger_service.domain import entries, wallet_events
 from ledger_service.domain.policies import CycleAnchor
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import HandlerTable
+from projections.handlers.grants import apply_grant_parts
 from projections.handlers.policies import default_policies_json
 from projections.rows import EntryRow, WalletRow
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 ZERO = Decimal(0)
 WALLETS = HandlerTable()
+_MAY_FILL_GRANTS = frozenset({entries.CreditBucket.GRANTS.value, entries.CreditBucket.DRAWN.value})
+"""Credits whose split may hold grant parts: a grant issued, a refund of usage."""
 
 
 @WALLETS.on(Wallet.Opened)
@@ -92,6 +95,9 @@ def credited(b: BatchBuilder, position: int, event: entries.Credited) -> None:
     row.included += included
     row.prepaid += prepaid
     row.postpaid_used -= repaid
+    granted = ZERO
+    if event.bucket in _MAY_FILL_GRANTS:
+        granted = apply_grant_parts(b, row, split, 1)
     b.entries.append(
         EntryRow(
             position=position,
@@ -115,6 +121,7 @@ def credited(b: BatchBuilder, position: int, event: entries.Credited) -> None:
             unit_price=None,
             actor=event.actor,
             occurred_at=event.timestamp,
+            grants=granted,
         )
     )
 
@@ -129,6 +136,9 @@ def debited(b: BatchBuilder, position: int, event: entries.Debited) -> None:
     row.prepaid -= split["prepaid"]
     row.postpaid_used += split["postpaid"] + overage
     row.overage_total += overage
+    granted = ZERO
+    if len(split) > 4:  # grant parts besides included, prepaid, postpaid, overage
+        granted = apply_grant_parts(b, row, split, -1)
     # Positional, in EntryRow's field order (mypy checks count and types): nearly every event
     # of a replay is a debit, and keyword arguments made the whole builder 15% slower.
     b.entries.append(
@@ -137,7 +147,7 @@ def debited(b: BatchBuilder, position: int, event: entries.Debited) -> None:
             split["included"], split["prepaid"], split["postpaid"], overage,
             before, row.balance, event.counter_account, event.reference,
             event.sender_id, event.conversation_id, event.category, event.units,
-            event.unit_price, event.actor, event.timestamp,
+            event.unit_price, event.actor, event.timestamp, granted,
         )
     )  # fmt: skip
     if event.sender_id is not None and event.category is not None:

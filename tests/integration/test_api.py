@@ -401,7 +401,9 @@ async def test_topup_lifecycle_through_http(
         f"/v1/wallets/{company_id}?min_position={paid.json()['position']}", headers=tenant
     )
     assert wallet.json()["balance"] == "120.5"
-    assert wallet.json()["buckets"] == {"included": "0", "prepaid": "120.5", "postpaid_used": "0"}
+    assert wallet.json()["buckets"] == {
+        "included": "0", "grants": "0", "prepaid": "120.5", "postpaid_used": "0",
+    }  # fmt: skip
     detail = (await api.get(f"/v1/topup-requests/{topup}", headers=tenant)).json()
     assert (detail["status"], detail["payment_reference"]) == ("completed", "bank-77")
     assert detail["invoice_number"] == approved.json()["invoice_number"]
@@ -532,7 +534,10 @@ async def test_wallet_transactions_usage_and_stats(
     # 1 included, then 4 x 0.5 marketing + 0.25 utility = 2.25 -> 1 from included, 1.25 credit.
     assert wallet["balance"] == "-1.25"
     assert wallet["available"] == "8.75"
-    assert wallet["buckets"] == {"included": "0", "prepaid": "0", "postpaid_used": "1.25"}
+    assert wallet["buckets"] == {
+        "included": "0", "grants": "0", "prepaid": "0", "postpaid_used": "1.25",
+    }  # fmt: skip
+    assert wallet["grants"] == []
     assert wallet["senders"] == sorted([f"{company_id}-w1", f"{company_id}-w2"])
 
     page1 = (await api.get(f"/v1/wallets/{company_id}/transactions?limit=3", headers=tenant)).json()

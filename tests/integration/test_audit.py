@@ -6,6 +6,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -84,6 +85,24 @@ def workload(ledger: LedgerApplication) -> list[tuple[int, dict[str, Any]]]:
         )["topup_id"]
     )
     ledger.reject_topup(topup_id=rejected, reason="no", actor="op", idempotency_key="x")
+    # A grant that usage drains after the included quota, voided with 5 left.
+    welcome = ledger.issue_grant(
+        company_id="acme", amount=Decimal(15), reason="welcome", reference="welcome",
+        expires_at=datetime.now(UTC) + timedelta(days=30), actor="op", idempotency_key="gr",
+    )  # fmt: skip
+    note(welcome)
+    # One that stays active (drained after "welcome"): replay must rebuild its row's JSON too.
+    note(
+        ledger.issue_grant(
+            company_id="acme",
+            amount=Decimal(3),
+            reason="loyalty",
+            reference="loyalty",
+            priority=20,
+            actor="op",
+            idempotency_key="gr2",
+        )
+    )
     for n in range(60):
         ledger.apply_usage(
             Usage(
@@ -97,6 +116,11 @@ def workload(ledger: LedgerApplication) -> list[tuple[int, dict[str, Any]]]:
                 units=1,
             )
         )
+    note(
+        ledger.void_grant(
+            company_id="acme", grant_id=UUID(welcome["grant_id"]), actor="op", idempotency_key="v"
+        )
+    )
     # m0 reported undelivered: its charge given back (verify checks refunds against usage).
     note(
         ledger.refund_usage(
@@ -240,7 +264,8 @@ def test_audit_export_has_every_entry_with_running_balances(
     write_rows(audit_rows(ledger, "acme"), out, "jsonl")
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     money = [r for r in rows if r["amount"]]
-    assert [r["event"] for r in money].count("Debited") == 61  # 60 usage + 1 transfer
+    # 60 usage + 1 grant voided + 1 transfer
+    assert [r["event"] for r in money].count("Debited") == 62
     assert all(
         D(r["balance_after"])
         == D(r["balance_before"])

@@ -164,6 +164,28 @@ def test_the_row_classes_name_exactly_the_columns_of_the_tables(
             assert jsonb == jsonb_columns(row_class), table
 
 
+def test_tables_built_before_grants_get_their_columns(
+    make_projector: Callable[..., Projector], connect: Callable[[], psycopg.Connection[Any]]
+) -> None:
+    schema = fresh_schema()
+    make_projector(schema)
+    with connect() as conn:  # as a read model from before grants was
+        conn.execute(
+            f'ALTER TABLE "{schema}".rm_wallet_balances DROP COLUMN granted, '
+            "DROP COLUMN grants, DROP COLUMN next_grant_expiry_at"
+        )
+        conn.execute(f'ALTER TABLE "{schema}".rm_ledger_entries DROP COLUMN grants')
+    make_projector(schema)
+    with connect() as conn:
+        for table, row_class in ((WALLETS, WalletRow), (ENTRIES, EntryRow)):
+            found = conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (schema, table),
+            ).fetchall()
+            assert {name for (name,) in found} == set(columns(row_class)), table
+
+
 def test_read_models_agree_with_the_aggregates_and_the_books(
     pg_ledger: LedgerApplication,
     make_projector: Callable[..., Projector],

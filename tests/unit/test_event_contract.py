@@ -198,6 +198,56 @@ CASES: list[tuple[type[Any], dict[str, Any], str]] = [
         {"actor": "op"},
         '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"op"}',
     ),
+    # Grants: pinned as first written (2026-11). Their money moves in Credited/Debited with
+    # split keys "grant:<id>", pinned below.
+    (
+        Wallet.GrantIssued,
+        {
+            "grant_id": str(ID),
+            "amount": D("25"),
+            "priority": 10,
+            "expires_at": AT,
+            "reason": "welcome",
+            "reference": "promo-1",
+            "actor": "ops-a",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"grant_id":"12345678-1234-5678-1234-567812345678","amount":{"_type_":"decimal_str","_data_":"25"},"priority":10,"expires_at":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"reason":"welcome","reference":"promo-1","actor":"ops-a"}',
+    ),
+    (
+        Wallet.GrantClosed,
+        {
+            "grant_id": str(ID),
+            "status": "expired",
+            "remainder": D("4.5"),
+            "as_of": AT,
+            "actor": "cycle-scheduler",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"grant_id":"12345678-1234-5678-1234-567812345678","status":"expired","remainder":{"_type_":"decimal_str","_data_":"4.5"},"as_of":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"cycle-scheduler"}',
+    ),
+    (
+        Wallet.Debited,
+        {
+            "amount": D("3"),
+            "split": {
+                "included": D("1"),
+                "prepaid": D("0"),
+                "postpaid": D("0"),
+                "overage": D("0"),
+                f"grant:{ID}": D("2"),
+            },
+            "kind": "usage",
+            "counter_account": "revenue:usage",
+            "reference": "//wa#m1",
+            "sender_id": "w1",
+            "conversation_id": "c1",
+            "category": "marketing",
+            "units": 6,
+            "unit_price": D("0.5"),
+            "actor": "ingestion",
+            "entry_hash": "h",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"amount":{"_type_":"decimal_str","_data_":"3"},"split":{"included":{"_type_":"decimal_str","_data_":"1"},"prepaid":{"_type_":"decimal_str","_data_":"0"},"postpaid":{"_type_":"decimal_str","_data_":"0"},"overage":{"_type_":"decimal_str","_data_":"0"},"grant:12345678-1234-5678-1234-567812345678":{"_type_":"decimal_str","_data_":"2"}},"kind":"usage","counter_account":"revenue:usage","reference":"//wa#m1","sender_id":"w1","conversation_id":"c1","category":"marketing","units":6,"unit_price":{"_type_":"decimal_str","_data_":"0.5"},"actor":"ingestion","entry_hash":"h"}',
+    ),
     # Adjustments and refunds: pinned as first written (2026-11), not re-encodings of older code.
     (
         Adjustment.Requested,

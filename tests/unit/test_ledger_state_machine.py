@@ -2,14 +2,17 @@
 
 After every step: each wallet's balance equals the sum of its postings; the trial balance is
 zero; every top-up credited at most once (exactly once when completed); every usage refund gives
-back its charge in full, at most once. On every usage step the
-split respects bucket order and never draws postpaid credit beyond the limit (the rest is
-recorded overage).
+back its charge in full, at most once; every grant holds between zero and what was granted, a
+closed grant holds nothing, and a grant is closed at most once and never expires before its
+``expires_at``. On every usage step the split respects bucket order (included, grants in their
+drain order, prepaid) and never draws postpaid credit beyond the limit (the rest is recorded
+overage). Time moves on only when the machine says so (``pass_time``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -26,6 +29,7 @@ from hypothesis.stateful import (
 
 from ledger_service.domain.books import trial_balance
 from ledger_service.domain.errors import LedgerError
+from ledger_service.domain.grants import Grant
 from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from tests.fakes import InMemoryLedger
@@ -35,10 +39,17 @@ SENDERS = {c: [f"{c}-w1", f"{c}-w2"] for c in COMPANIES}
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(300), places=2)
 
 
+def drain_order(grant: Grant) -> tuple[int, datetime, datetime]:
+    """Written out here, not taken from the domain: priority, soonest expiry, oldest."""
+    never = datetime.max.replace(tzinfo=UTC)
+    return (grant.priority, grant.expires_at or never, grant.granted_at)
+
+
 class LedgerMachine(RuleBasedStateMachine):
     topups = Bundle("topups")
     paid = Bundle("paid")
     adjustments = Bundle("adjustments")
+    grants = Bundle("grants")
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,6 +59,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.charged: dict[str, tuple[str, Decimal]] = {}
         """Usage event id -> (company, the amount it was charged: 0 when failed)."""
         self.refunded: set[str] = set()
+        self.now = datetime.now(UTC)
+        """The machine's clock: grants expire, and cycles start, when ``pass_time`` says."""
+        self.grant_count = 0
 
     def key(self) -> str:
         self.keys += 1
@@ -141,14 +155,21 @@ class LedgerMachine(RuleBasedStateMachine):
     @staticmethod
     def check_bucket_order(before: Wallet, after: Wallet, amount: Decimal) -> None:
         from_included = before.included - after.included
+        from_grants = before.granted - after.granted
         from_prepaid = before.prepaid - after.prepaid
         drawn = after.postpaid_used - before.postpaid_used
         overage = after.overage_total - before.overage_total
         assert from_included == min(amount, before.included)
-        assert from_prepaid == min(amount - from_included, before.prepaid)
+        assert from_grants == min(amount - from_included, before.granted)
+        rest = from_grants
+        for grant in sorted(before.grants.values(), key=drain_order):
+            taken = grant.remaining - after.grants[grant.grant_id].remaining
+            assert taken == min(rest, grant.remaining)  # each grant in drain order
+            rest -= taken
+        assert from_prepaid == min(amount - from_included - from_grants, before.prepaid)
         headroom = max(before.postpaid_limit - before.postpaid_used, Decimal(0))
-        assert drawn - overage == min(amount - from_included - from_prepaid, headroom)
-        assert from_included + from_prepaid + drawn == amount
+        assert drawn - overage == min(amount - from_included - from_grants - from_prepaid, headroom)
+        assert from_included + from_grants + from_prepaid + drawn == amount
         assert after.balance == before.balance - amount
 
     @rule(data=st.data())
@@ -179,6 +200,7 @@ class LedgerMachine(RuleBasedStateMachine):
         event_id = data.draw(st.sampled_from(self.usage_ids))
         company, charge = self.charged[event_id]
         before = self.ledger.get_wallet(company).balance
+        events_before = len(self.events())
         for _ in range(tries):
             try:
                 if by_consumer:
@@ -198,7 +220,16 @@ class LedgerMachine(RuleBasedStateMachine):
             except LedgerError as exc:
                 assert exc.code in {"USAGE_ALREADY_REFUNDED", "USAGE_NOT_REFUNDABLE"}, exc
         given_back = Decimal(0) if event_id in self.refunded or charge == 0 else charge
-        assert self.ledger.get_wallet(company).balance - before == given_back
+        # What went back to a grant that has closed since is taken again at once.
+        retaken = sum(
+            (
+                e.amount
+                for e in self.events()[events_before:]
+                if isinstance(e, Wallet.Debited) and e.kind == "expiry"
+            ),
+            Decimal(0),
+        )
+        assert self.ledger.get_wallet(company).balance - before == given_back - retaken
         if given_back:
             self.refunded.add(event_id)
 
@@ -267,6 +298,60 @@ class LedgerMachine(RuleBasedStateMachine):
             except LedgerError as exc:  # the wallet moved since the request, or done already
                 assert exc.code in {"INSUFFICIENT_FUNDS", "INVALID_ARGUMENT", "INVALID_TRANSITION"}
 
+    @rule(
+        target=grants,
+        company=st.sampled_from(COMPANIES),
+        amount=amounts,
+        priority=st.sampled_from([1, 10, 10, 50]),
+        expires_in=st.one_of(st.none(), st.integers(1, 60)),
+    )
+    def issue_grant(
+        self, company: str, amount: Decimal, priority: int, expires_in: int | None
+    ) -> tuple[str, str]:
+        self.grant_count += 1
+        before = self.ledger.get_wallet(company).balance
+        expires_at = None if expires_in is None else self.now + timedelta(days=expires_in)
+        grant = self.ledger.issue_grant(
+            company_id=company,
+            amount=amount,
+            reason="promo",
+            reference=f"g{self.grant_count}",
+            priority=priority,
+            expires_at=expires_at,
+            actor="op",
+            idempotency_key=self.key(),
+        )
+        assert self.ledger.get_wallet(company).balance - before == amount
+        return company, grant["grant_id"]
+
+    @rule(grant=grants)
+    def void_grant(self, grant: tuple[str, str]) -> None:
+        company, grant_id = grant
+        wallet = self.ledger.get_wallet(company)
+        remaining = wallet.grants[grant_id].remaining
+        try:
+            voided = self.ledger.void_grant(
+                company_id=company, grant_id=UUID(grant_id), actor="op", idempotency_key=self.key()
+            )
+        except LedgerError as exc:
+            assert exc.code == "GRANT_CLOSED"
+            assert not wallet.grants[grant_id].active
+            return
+        assert voided["status"] == "voided"
+        assert self.ledger.get_wallet(company).balance == wallet.balance - remaining
+
+    @rule(days=st.integers(1, 45), runs=st.integers(1, 2))
+    def pass_time(self, days: int, runs: int) -> None:
+        """Time passes and the scheduler runs (perhaps twice: the second finds nothing)."""
+        self.now += timedelta(days=days)
+        ids = [self.ledger.get_wallet(c).id for c in COMPANIES]
+        for run in range(runs):
+            changed = self.ledger.start_due_cycles(ids, now=self.now, actor="scheduler")
+            assert run == 0 or changed == 0
+        for company in COMPANIES:
+            for grant in self.ledger.get_wallet(company).grants.values():
+                assert not grant.expired_by(self.now), "a due grant was left active"
+
     @rule(company=st.sampled_from(COMPANIES), limit=st.integers(0, 200))
     def change_limit(self, company: str, limit: int) -> None:
         self.ledger.configure_wallet(
@@ -290,6 +375,20 @@ class LedgerMachine(RuleBasedStateMachine):
             assert wallet.prepaid >= 0
             assert wallet.postpaid_used >= 0
             assert not (wallet.prepaid > 0 and wallet.postpaid_used > 0)
+            grants = wallet.grants.values()
+            assert wallet.granted == sum((g.remaining for g in grants), Decimal(0))
+            assert all(Decimal(0) <= g.remaining <= g.amount for g in grants)
+            assert all(g.remaining == 0 for g in grants if not g.active)
+
+    @invariant()
+    def grants_close_once_and_never_early(self) -> None:
+        closed = [e for e in self.events() if isinstance(e, Wallet.GrantClosed)]
+        assert len({(e.originator_id, e.grant_id) for e in closed}) == len(closed)
+        for e in closed:
+            if e.status == "expired":
+                grant = self.ledger.get_wallet_by_id(e.originator_id).grants[e.grant_id]
+                assert grant.expires_at is not None
+                assert grant.expires_at <= self.now
 
     @invariant()
     def topups_credit_at_most_once(self) -> None:

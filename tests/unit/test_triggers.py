@@ -38,6 +38,7 @@ class State:
     """A wallet's state as evaluation reads it (``PolicyState``), without the aggregate."""
 
     included: Decimal = ZERO
+    granted: Decimal = ZERO
     prepaid: Decimal = FUNDED
     postpaid_used: Decimal = ZERO
     postpaid_limit: Decimal = LIMIT

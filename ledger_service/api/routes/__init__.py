@@ -17,6 +17,7 @@ from ledger_service.api.errors import ERROR_RESPONSES
 from ledger_service.api.routes import (
     adjustments,
     admin,
+    grants,
     history,
     refunds,
     topups,
@@ -28,7 +29,7 @@ from ledger_service.api.routes.dependencies import ApiState
 __all__ = ["RESOURCE_ROUTERS", "ApiState", "router"]
 
 RESOURCE_ROUTERS = tuple(
-    r.router for r in (wallets, history, topups, adjustments, refunds, transfers, admin)
+    r.router for r in (wallets, history, topups, grants, adjustments, refunds, transfers, admin)
 )
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 for resource_router in RESOURCE_ROUTERS:

@@ -24,6 +24,7 @@ async def admin_stats(
             r["currency"]: CirculationOut(
                 wallets=r["wallets"],
                 included=format_amount(r["included"]),
+                grants=format_amount(r["granted"]),
                 prepaid=format_amount(r["prepaid"]),
                 postpaid_used=format_amount(r["postpaid_used"]),
                 balance=format_amount(r["balance"]),

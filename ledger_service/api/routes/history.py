@@ -91,6 +91,14 @@ async def list_transactions(
     return EntriesPage(items=[_entry(r) for r in rows], next_cursor=next_cursor)
 
 
+def _split(row: Any) -> dict[str, str]:
+    """The entry's buckets; ``grants`` only when it moved grant money (shape kept otherwise)."""
+    split = {b: format_amount(row[b]) for b in ("included", "prepaid", "postpaid", "overage")}
+    if row["grants"]:
+        split["grants"] = format_amount(row["grants"])
+    return split
+
+
 def _entry(row: Any) -> EntryOut:
     return EntryOut(
         position=row["position"],
@@ -98,7 +106,7 @@ def _entry(row: Any) -> EntryOut:
         direction=row["direction"],
         kind=row["kind"],
         amount=format_amount(row["amount"]),
-        split={b: format_amount(row[b]) for b in ("included", "prepaid", "postpaid", "overage")},
+        split=_split(row),
         balance_before=format_amount(row["balance_before"]),
         balance_after=format_amount(row["balance_after"]),
         counter_account=row["counter_account"],

@@ -23,6 +23,7 @@ from ledger_service.api.routes.dependencies import (
     wallet_not_found,
     write,
 )
+from ledger_service.api.routes.grants import active_grants
 from ledger_service.domain.money import format_amount
 from ledger_service.service.wallets import UnlinkSender
 from schemas.api import (
@@ -65,9 +66,11 @@ async def get_wallet(
         overage_total=format_amount(row["overage_total"]),
         buckets=Buckets(
             included=format_amount(row["included"]),
+            grants=format_amount(row["granted"]),
             prepaid=format_amount(row["prepaid"]),
             postpaid_used=format_amount(row["postpaid_used"]),
         ),
+        grants=active_grants(row["company_id"], row["grants"]),
         senders=row["senders"],
         policies=json.loads(row["policies"]),
         cycle=CycleOut(start=row["cycle_start"], next_start=row["next_cycle_at"]),

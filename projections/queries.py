@@ -166,7 +166,8 @@ class ReadModels:
             position = await conn.fetchval(self._sql_position, PROJECTION_NAME)
             circulation = await conn.fetch(
                 "SELECT currency, count(*) AS wallets, sum(included) AS included, "
-                "sum(granted) AS granted, sum(prepaid) AS prepaid, sum(postpaid_used) AS postpaid_used, "
+                "sum(granted) AS granted, sum(prepaid) AS prepaid, "
+                "sum(postpaid_used) AS postpaid_used, "
                 f"sum(balance) AS balance FROM {self.t['rm_wallet_balances']} "
                 "GROUP BY currency ORDER BY currency"
             )

@@ -572,7 +572,9 @@ async def test_wallet_transactions_usage_and_stats(
 
     stats = await api.get("/v1/admin/stats", headers=tokens.operator())
     assert stats.status_code == 200
-    assert D(stats.json()["money_in_circulation"]["USD"]["postpaid_used"]) >= D("1.25")
+    circulation = stats.json()["money_in_circulation"]["USD"]
+    assert D(circulation["postpaid_used"]) >= D("1.25")
+    assert D(circulation["grants"]) >= 0  # the shared test database may hold others' grants
 
 
 async def test_ops_endpoints_and_openapi(api: httpx.AsyncClient) -> None:

@@ -249,3 +249,17 @@ def test_verify_reports_a_grant_closed_early_with_money_left(ledger: LedgerAppli
     assert "closed expired with 10" in problems
     assert "expired before its expires_at" in problems
     assert "is closed and holds 10" in problems
+
+
+def test_grants_count_in_the_balance_that_alerts_watch(ledger: LedgerApplication) -> None:
+    wallet = ledger.get_wallet("acme")
+    wallet.configure_alerts(
+        low_balance_threshold=D(20), low_balance_percent=D(0), burn_limit_24h=None, actor="op"
+    )
+    ledger.save(wallet)
+    use(ledger, "m1", 5)  # below zero and below the threshold: both raised
+    assert set(ledger.get_wallet("acme").triggered) == {"balance_below_zero", "low_balance_warning"}
+    grant(ledger, "g", "30")  # balance 25: both recover
+    assert ledger.get_wallet("acme").triggered == []
+    use(ledger, "m2", 10)  # drawn from the grant: balance 15, low again
+    assert ledger.get_wallet("acme").triggered == ["low_balance_warning"]

@@ -24,10 +24,19 @@ from ledger_service.domain.transfer import Transfer
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import Handler, merged
 from projections.handlers.grants import GRANTS
+from projections.handlers.holds import HOLDS
 from projections.handlers.policies import POLICIES
 from projections.handlers.topups import TOPUPS
 from projections.handlers.wallets import WALLETS
-from projections.rows import AccountRow, AlertRow, EntryRow, TopupRow, UsageRow, WalletRow
+from projections.rows import (
+    AccountRow,
+    AlertRow,
+    EntryRow,
+    HoldRow,
+    TopupRow,
+    UsageRow,
+    WalletRow,
+)
 
 PROJECTED_TOPIC_PREFIXES = tuple(f"{get_topic(cls)}." for cls in (Wallet, TopupRequest, Transfer))
 """Events of other aggregates (sender registrations, invoice claims) change no read model, so
@@ -50,6 +59,10 @@ class BatchBuilder:
     accounts: dict[str, AccountRow] = field(default_factory=dict)
     touched_wallets: set[UUID] = field(default_factory=set)
     touched_topups: set[UUID] = field(default_factory=set)
+    holds_placed: dict[UUID, HoldRow] = field(default_factory=dict)
+    """Holds placed in this batch and still active at its end."""
+    holds_closed: set[UUID] = field(default_factory=set)
+    """Holds placed before this batch and closed in it."""
     grants: dict[UUID, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Wallets' active grants, parsed from their rows' JSON as first needed in the batch."""
 
@@ -119,7 +132,7 @@ class BatchBuilder:
         )
 
 
-_HANDLERS: dict[type[Any], Handler[Any]] = merged((WALLETS, GRANTS, POLICIES, TOPUPS))
+_HANDLERS: dict[type[Any], Handler[Any]] = merged((WALLETS, GRANTS, HOLDS, POLICIES, TOPUPS))
 
 HANDLED_EVENT_CLASSES = frozenset(_HANDLERS)
 HANDLED_EVENTS = frozenset(event_class.__qualname__ for event_class in _HANDLERS)

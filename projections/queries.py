@@ -60,6 +60,17 @@ class ReadModels:
         """The wallet (of ``company_id``) that ``waba_id`` draws from, or None."""
         return await self.pool.fetchrow(self._sql_authorization, company_id, waba_id)
 
+    async def holds(self, company_id: str, limit: int) -> list[Any]:
+        """The company's active holds, soonest to expire first."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT * FROM {self.t['rm_holds']} WHERE company_id = $1 "
+                "ORDER BY expires_at, hold_id LIMIT $2",
+                company_id,
+                limit,
+            )
+        )
+
     async def alerts(self, company_id: str, before: int | None, limit: int) -> list[Any]:
         """Alerts of the company's wallets, newest first (``limit + 1`` rows for paging)."""
         rows = await self.pool.fetch(

@@ -62,6 +62,8 @@ class WalletRow:
     """JSON: the active grants by id (``projections.handlers.grants``)."""
     next_grant_expiry_at: datetime | None = None
     """The soonest ``expires_at`` of an active grant (the cycle scheduler looks for it)."""
+    held: Decimal = Decimal(0)
+    """What the active holds reserve together (``rm_holds`` lists them)."""
 
     @property
     def balance(self) -> Decimal:
@@ -69,7 +71,7 @@ class WalletRow:
 
     @property
     def available(self) -> Decimal:
-        return self.balance + self.postpaid_limit
+        return self.balance + self.postpaid_limit - self.held
 
 
 @dataclass(slots=True)
@@ -144,6 +146,24 @@ class AlertRow:
     occurred_at: datetime
 
 
+class HoldRow(NamedTuple):
+    """``rm_holds``: an active hold (written when placed, deleted when closed)."""
+
+    hold_id: UUID
+    wallet_id: UUID
+    company_id: str
+    reference: str
+    source: str | None
+    sender_id: str
+    category: str
+    units: int
+    amount: Decimal
+    expires_at: datetime
+    placed_at: datetime
+    placed_by: str
+    position: int
+
+
 @dataclass(slots=True)
 class UsageRow:
     """``rm_usage_daily``: usage per company, sender, category and day.
@@ -180,7 +200,7 @@ class AccountRow:
     position: int
 
 
-Row = WalletRow | TopupRow | EntryRow | AlertRow | UsageRow | AccountRow
+Row = WalletRow | TopupRow | EntryRow | AlertRow | UsageRow | AccountRow | HoldRow
 
 
 def stored_fields(row_class: type[Row]) -> tuple[str, ...]:

@@ -21,8 +21,9 @@ USAGE = "rm_usage_daily"
 TOPUPS = "rm_topups"
 ACCOUNTS = "rm_account_totals"
 ALERTS = "rm_alerts"
+HOLDS = "rm_holds"
 POSITIONS = "rm_projection_positions"
-ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, POSITIONS)
+ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, HOLDS, POSITIONS)
 """Every read-model table; the positions table is last (it says how far the others are)."""
 
 _DDL = """
@@ -53,7 +54,8 @@ CREATE TABLE IF NOT EXISTS {s}.rm_wallet_balances (
     blocked jsonb NOT NULL DEFAULT '{{}}',
     granted numeric NOT NULL DEFAULT 0,
     grants jsonb NOT NULL DEFAULT '{{}}',
-    next_grant_expiry_at timestamptz
+    next_grant_expiry_at timestamptz,
+    held numeric NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_company ON {s}.rm_wallet_balances (company_id);
 -- Policy columns came with alerts and cycles: tables built before them get the columns here
@@ -83,6 +85,30 @@ ALTER TABLE {s}.rm_wallet_balances
     ADD COLUMN IF NOT EXISTS next_grant_expiry_at timestamptz;
 END IF;
 END $migrate$;
+DO $migrate$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{name}'
+               AND table_name = 'rm_wallet_balances' AND column_name = 'held') THEN
+ALTER TABLE {s}.rm_wallet_balances ADD COLUMN IF NOT EXISTS held numeric NOT NULL DEFAULT 0;
+END IF;
+END $migrate$;
+-- The active holds only: a hold's row goes when it is settled, released or expired.
+CREATE TABLE IF NOT EXISTS {s}.rm_holds (
+    hold_id uuid PRIMARY KEY,
+    wallet_id uuid NOT NULL,
+    company_id text NOT NULL,
+    reference text NOT NULL,
+    source text,
+    sender_id text NOT NULL,
+    category text NOT NULL,
+    units integer NOT NULL,
+    amount numeric NOT NULL,
+    expires_at timestamptz NOT NULL,
+    placed_at timestamptz NOT NULL,
+    placed_by text NOT NULL,
+    position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_holds_company ON {s}.rm_holds (company_id, expires_at);
+CREATE INDEX IF NOT EXISTS rm_holds_expiry ON {s}.rm_holds (expires_at);
 CREATE INDEX IF NOT EXISTS rm_wallet_balances_next_grant_expiry
     ON {s}.rm_wallet_balances (next_grant_expiry_at) WHERE next_grant_expiry_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {s}.rm_alerts (

@@ -17,6 +17,7 @@ from projections.rows import (
     AccountRow,
     AlertRow,
     EntryRow,
+    HoldRow,
     Row,
     TopupRow,
     UsageRow,
@@ -26,7 +27,16 @@ from projections.rows import (
     select_list,
     values_of,
 )
-from projections.tables import ACCOUNTS, ALERTS, ENTRIES, TOPUPS, USAGE, WALLETS, ReadModelTables
+from projections.tables import (
+    ACCOUNTS,
+    ALERTS,
+    ENTRIES,
+    HOLDS,
+    TOPUPS,
+    USAGE,
+    WALLETS,
+    ReadModelTables,
+)
 
 _wallet_values = values_of(WalletRow)
 _topup_values = values_of(TopupRow)
@@ -71,6 +81,8 @@ class RowWriter:
         self.topup_upsert = upsert_sql(tables[TOPUPS], TopupRow, ("topup_id",))
         self.usage_upsert = upsert_sql(tables[USAGE], UsageRow, UsageRow.KEY)
         self.account_upsert = upsert_sql(tables[ACCOUNTS], AccountRow, AccountRow.KEY)
+        self.hold_upsert = upsert_sql(tables[HOLDS], HoldRow, ("hold_id",))
+        self.hold_delete = f"DELETE FROM {tables[HOLDS]} WHERE hold_id = ANY(%s)"
 
     def load(self, cur: psycopg.Cursor[Any], events: Iterable[tuple[int, Any]]) -> BatchBuilder:
         """A builder holding the stored rows that ``events`` update (creations need none)."""
@@ -105,6 +117,12 @@ class RowWriter:
         if batch.touched_topups:
             topups = [_topup_values(batch.topups[t]) for t in sorted(batch.touched_topups)]
             cur.executemany(self.topup_upsert, topups)
+        if batch.holds_closed:  # before the placed: a reference's hold may close and come back
+            cur.execute(self.hold_delete, (sorted(batch.holds_closed),))
+        if batch.holds_placed:
+            cur.executemany(
+                self.hold_upsert, [batch.holds_placed[h] for h in sorted(batch.holds_placed)]
+            )
         if batch.usage:
             cur.executemany(self.usage_upsert, [_usage_values(u) for u in batch.usage.values()])
         if batch.accounts:

@@ -74,6 +74,26 @@ class Buckets(BaseModel):
     postpaid_used: str
 
 
+class HoldOut(BaseModel):
+    hold_id: UUID
+    company_id: str
+    status: Literal["active", "settled", "released", "expired"]
+    reference: str = Field(description="the CloudEvents id of the message the hold is for")
+    source: str | None = Field(description="the CloudEvents source it must come from, if set")
+    waba_id: str
+    category: str
+    units: int
+    amount: str = Field(description="the rate-card price of the units, reserved")
+    currency: str
+    expires_at: datetime
+    available: str | None = Field(
+        default=None, description="writes: the wallet's available balance right after"
+    )
+    position: int | None = Field(
+        default=None, description="writes: the event-store position (read-your-writes)"
+    )
+
+
 class GrantOut(BaseModel):
     id: UUID
     company_id: str
@@ -104,6 +124,7 @@ class WalletOut(BaseModel):
     overage_total: str
     buckets: Buckets
     grants: list[GrantOut] = Field(description="active credit grants, in drain order")
+    held: str = Field(description="what active holds reserve (deducted from available)")
     senders: list[str]
     policies: dict[str, Any] = Field(
         description="alerts, auto_topup, spending_caps and cycle settings (PATCH to change)"

@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from ledger_service.domain.adjustment import AdjustedBucket, Direction
 from ledger_service.domain.grants import PRIORITY_DEFAULT, PRIORITY_MAX
+from ledger_service.domain.holds import TTL_DEFAULT_S, TTL_MAX_S, UNITS_MAX
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.policies import (
     ANCHOR_DAY_MAX,
@@ -30,6 +31,7 @@ from ledger_service.domain.policies import (
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
 from ledger_service.service.grants import REFERENCE_LENGTH_MAX, IssueGrant
+from ledger_service.service.holds import PlaceHold
 from ledger_service.service.refunds import RefundUsage
 from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
@@ -235,6 +237,32 @@ class AdjustmentRejectIn(Request):
 
 
 CloudEventsText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class HoldIn(Request):
+    waba_id: Key
+    category: Key
+    units: int = Field(ge=1, le=UNITS_MAX)
+    reference: CloudEventsText = Field(
+        description="the CloudEvents id the sender will publish for this message"
+    )
+    source: CloudEventsText | None = Field(
+        None, description="the CloudEvents source it will come from; any source when absent"
+    )
+    ttl_s: int = Field(TTL_DEFAULT_S, ge=1, le=TTL_MAX_S)
+
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> PlaceHold:
+        return PlaceHold(
+            company_id=company_id,
+            waba_id=self.waba_id,
+            category=self.category,
+            units=self.units,
+            reference=self.reference,
+            source=self.source,
+            ttl_s=self.ttl_s,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
 
 
 class GrantIn(Request):

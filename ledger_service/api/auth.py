@@ -1,9 +1,11 @@
-"""Bearer JWT authentication (HS256) and the two scopes of the API.
+"""Bearer JWT authentication (HS256) and the three scopes of the API.
 
 Tokens carry ``sub`` (who), ``company_id`` (whose data a tenant may see) and ``scopes``
 (a list, or a space-separated string as in OAuth). ``billing.view`` lets a tenant read and
 request top-ups for its own company only; ``billing.manage`` is the operator scope and reaches
-every company. A tenant naming another company gets 404 as if it did not exist: a 403 would tell
+every company. ``billing.usage`` is the scope of the upstream messaging services: they place and
+release holds, for every company or (with ``company_id``) for one. A tenant naming another
+company gets 404 as if it did not exist: a 403 would tell
 it that the company is a customer.
 """
 
@@ -20,6 +22,7 @@ from ledger_service.api.errors import ApiError
 ALGORITHM = "HS256"
 SCOPE_VIEW = "billing.view"
 SCOPE_MANAGE = "billing.manage"
+SCOPE_USAGE = "billing.usage"
 LEEWAY_S = 30
 
 
@@ -35,6 +38,12 @@ class Principal:
 
     def can_see(self, company_id: str) -> bool:
         return self.is_operator or (SCOPE_VIEW in self.scopes and self.company_id == company_id)
+
+    def can_hold(self, company_id: str) -> bool:
+        """Place and release holds: operators, and senders for any company (or their own)."""
+        return self.is_operator or (
+            SCOPE_USAGE in self.scopes and self.company_id in (None, company_id)
+        )
 
 
 def mint_token(
@@ -121,6 +130,11 @@ def _principal_of(claims: dict[str, Any]) -> Principal:
 def require_view(principal: Principal) -> None:
     if not (principal.is_operator or SCOPE_VIEW in principal.scopes):
         raise ApiError(403, "INSUFFICIENT_SCOPE", f"needs scope {SCOPE_VIEW} or {SCOPE_MANAGE}")
+
+
+def require_usage(principal: Principal) -> None:
+    if not (principal.is_operator or SCOPE_USAGE in principal.scopes):
+        raise ApiError(403, "INSUFFICIENT_SCOPE", f"needs scope {SCOPE_USAGE} or {SCOPE_MANAGE}")
 
 
 def require_manage(principal: Principal) -> None:

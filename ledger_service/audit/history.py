@@ -38,6 +38,7 @@ class WalletAsOf:
                 "postpaid_used": format_amount(w.postpaid_used),
             },
             "overage_total": format_amount(w.overage_total),
+            "held": format_amount(w.held),
             "postpaid_limit": format_amount(w.postpaid_limit),
             "included_quota": format_amount(w.included_quota),
             "rate_card": {k: format_amount(v) for k, v in sorted(w.rate_card.items())},

@@ -15,6 +15,9 @@ Checks, each reported with what and where (bounded: the first ``problems_max``):
 * credit grants: no grant's remainder goes below zero, money moves only into grants that were
   issued, a grant closes only with nothing left (its remainder taken just before), and one
   closed as expired had reached its ``expires_at`` (as of the scheduler's run);
+* holds: a hold closes (settled, released or expired) only while active, once, with the amount
+  it held, and never expires before its ``expires_at``; what the loaded wallet holds is the sum
+  of its active holds;
 * every refund gives back exactly what its usage event was charged (the refund's wallet entry
   is that usage's charge, of the same amount), with one credit, and no refund credit exists
   without its refund (so no usage is refunded twice);
@@ -57,6 +60,12 @@ class WalletFigures:
     grants: dict[str, Decimal] = field(default_factory=dict)
     """What is left of each grant issued, by id."""
     closed_grants: set[str] = field(default_factory=set)
+    holds: dict[str, tuple[str, Decimal, Any]] = field(default_factory=dict)
+    """The active holds by reference: (hold id, amount, expires_at)."""
+
+    @property
+    def held(self) -> Decimal:
+        return sum((amount for _, amount, _ in self.holds.values()), Decimal(0))
 
     @property
     def granted(self) -> Decimal:
@@ -111,6 +120,8 @@ class _Scan:
             self.report.wallets[event.originator_id] = WalletFigures(event.company_id)
         elif isinstance(event, (Wallet.GrantIssued, Wallet.GrantClosed)):
             self._grant(position, event)
+        elif isinstance(event, (Wallet.HoldPlaced, Wallet.HoldClosed)):
+            self._hold(position, event)
         elif type(event).__qualname__ == "Wallet.FailedUsageRecorded":
             self.usage_refs[event.reference] += 1
         elif isinstance(event, Refund.Created):
@@ -190,6 +201,24 @@ class _Scan:
             self.report.problem(f"{where} expired before its expires_at {expires_at}")
         figures.closed_grants.add(event.grant_id)
 
+    def _hold(self, position: int, event: Any) -> None:
+        figures = self.report.wallets.setdefault(event.originator_id, WalletFigures())
+        where = f"hold {event.reference!r} of {figures.company_id} (position {position})"
+        active = figures.holds.get(event.reference)
+        if isinstance(event, Wallet.HoldPlaced):
+            if active is not None:
+                self.report.problem(f"{where} placed while it was active")
+            figures.holds[event.reference] = (event.hold_id, event.amount, event.expires_at)
+            return
+        if active is None or active[0] != event.hold_id:
+            self.report.problem(f"{where} closed {event.status} while not active")
+            return
+        if active[1] != event.amount:
+            self.report.problem(f"{where} held {active[1]} and closed with {event.amount}")
+        if event.status == "expired" and event.as_of < active[2]:
+            self.report.problem(f"{where} expired before its expires_at {active[2]}")
+        del figures.holds[event.reference]
+
 
 def _topup_status(event: Any, known: dict[UUID, str]) -> str:
     name = type(event).__name__
@@ -211,10 +240,11 @@ class WalletBuckets(NamedTuple):
     prepaid: Decimal
     postpaid_used: Decimal
     granted: Decimal
+    held: Decimal
 
     @property
-    def buckets(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        return (self.included, self.granted, self.prepaid, self.postpaid_used)
+    def buckets(self) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+        return (self.included, self.granted, self.prepaid, self.postpaid_used, self.held)
 
 
 @dataclass(frozen=True)
@@ -252,7 +282,9 @@ def verify(
 
 def _freeze(report: Report) -> tuple[dict[UUID, WalletFigures], dict[str, Decimal]]:
     wallets = {
-        k: replace(v, grants=dict(v.grants), closed_grants=set(v.closed_grants))
+        k: replace(
+            v, grants=dict(v.grants), closed_grants=set(v.closed_grants), holds=dict(v.holds)
+        )
         for k, v in report.wallets.items()
     }
     return wallets, dict(report.trial_balance)
@@ -264,13 +296,15 @@ def _compare(
     where = f"(read models at position {snapshot.position})"
     for wallet_id, figures in wallets.items():
         row = snapshot.wallets.get(wallet_id)
-        events = (figures.included, figures.granted, figures.prepaid, figures.postpaid_used)
+        events = (
+            figures.included, figures.granted, figures.prepaid, figures.postpaid_used, figures.held
+        )  # fmt: skip
         if row is None:
             yield f"read model has no balance row for the wallet of {figures.company_id} {where}"
         elif row.buckets != events:
             yield (
                 f"read model balance of {figures.company_id} is included/grants/prepaid/"
-                f"postpaid_used {tuple(map(str, row.buckets))}, the events say "
+                f"postpaid_used/held {tuple(map(str, row.buckets))}, the events say "
                 f"{tuple(map(str, events))} {where}"
             )
     for wallet_id in snapshot.wallets.keys() - wallets.keys():
@@ -343,8 +377,12 @@ def _check_loaded_state(ledger: LedgerApplication, report: Report) -> None:
         except Exception as exc:
             report.problem(f"wallet of {figures.company_id} cannot be loaded: {exc}")
             continue
-        loaded = (wallet.included, wallet.prepaid, wallet.postpaid_used, _remainders(wallet))
-        recomputed = (figures.included, figures.prepaid, figures.postpaid_used, figures.grants)
+        loaded = (
+            wallet.included, wallet.prepaid, wallet.postpaid_used, _remainders(wallet), wallet.held
+        )  # fmt: skip
+        recomputed = (
+            figures.included, figures.prepaid, figures.postpaid_used, figures.grants, figures.held
+        )  # fmt: skip
         if loaded != recomputed:
             report.problem(
                 f"wallet of {figures.company_id}: loaded buckets {loaded} differ "

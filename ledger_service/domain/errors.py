@@ -70,6 +70,28 @@ class GrantClosed(InvalidTransition):
     code = "GRANT_CLOSED"
 
 
+class HoldNotFound(NotFound):
+    """No active hold with this id (unknown, or settled, released or expired already)."""
+
+    code = "HOLD_NOT_FOUND"
+
+
+class HoldConflict(LedgerError):
+    """Another hold request for a reference that has an active hold."""
+
+    code = "HOLD_CONFLICT"
+
+
+class InsufficientAvailableBalance(LedgerError):
+    """A hold (a request, unlike usage) that ``available`` does not cover."""
+
+    code = "INSUFFICIENT_AVAILABLE_BALANCE"
+
+
+class SpendingCapReached(LedgerError):
+    code = "SPENDING_CAP_REACHED"
+
+
 class UsageNotFound(NotFound):
     """No billed usage event with this (source, id) for this company."""
 

@@ -108,6 +108,8 @@ class PolicyState(Protocol):
     @property
     def granted(self) -> Decimal: ...
     @property
+    def held(self) -> Decimal: ...
+    @property
     def prepaid(self) -> Decimal: ...
     @property
     def postpaid_used(self) -> Decimal: ...
@@ -158,7 +160,7 @@ def evaluate_triggers(state: PolicyState, category: str | None = None) -> Verdic
     """The verdict on ``state`` right after a money movement (``category``: the category of
     the usage that moved it, whose daily cap is checked), or None when nothing changed."""
     balance = state.included + state.granted + state.prepaid - state.postpaid_used
-    available = balance + state.postpaid_limit
+    available = balance + state.postpaid_limit - state.held
     settings, auto = state.alert_settings, state.auto_topup
     low_line = settings.low_balance_line(state.cycle_funded)
     burn_limit = settings.burn_limit_24h

@@ -8,6 +8,7 @@ prices by category, a producer-supplied price must agree with it unless the prod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -76,9 +77,24 @@ def price_usage(
     return supplied, parse_amount(supplied * usage.units, field="amount")
 
 
-def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool) -> None:
-    """Apply one usage event to ``wallet`` in memory (the caller saves)."""
-    if not usage.billable:
+def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool) -> int | None:
+    """Apply one usage event to ``wallet`` in memory (the caller saves); the version of its
+    charge (the ``Debited``), None when it charged nothing (status ``failed``). It settles the
+    hold placed for it, if one is active, in the same save: after every check that could refuse
+    the event, so a refused event releases nothing."""
+    wallet.check_sender_linked(usage.waba_id)
+    priced = None
+    if usage.billable:
+        priced = price_usage(wallet, usage, trust_producer_price=trust_producer_price)
+    if wallet.holds:
+        wallet.settle_hold(
+            source=usage.source,
+            event_id=usage.event_id,
+            billable=usage.billable,
+            actor=INGESTION_ACTOR,
+            now=datetime.now(UTC),
+        )
+    if priced is None:
         wallet.record_failed_usage(
             usage_reference=usage.reference,
             sender_id=usage.waba_id,
@@ -87,8 +103,9 @@ def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool)
             units=usage.units,
             actor=INGESTION_ACTOR,
         )
-        return
-    unit_price, amount = price_usage(wallet, usage, trust_producer_price=trust_producer_price)
+        return None
+    unit_price, amount = priced
+    charge_version = wallet.version + 1
     wallet.record_usage(
         amount,
         usage_reference=usage.reference,
@@ -99,3 +116,4 @@ def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool)
         unit_price=unit_price,
         actor=INGESTION_ACTOR,
     )
+    return charge_version

@@ -7,7 +7,8 @@ Buckets and the two derived figures (also defined in README.md):
 * ``prepaid``      - paid-for money left (>= 0);
 * ``postpaid_used`` - credit drawn on the postpaid limit, including any overage (>= 0);
 * ``balance   = included + granted + prepaid - postpaid_used``;
-* ``available = balance + postpaid_limit`` (negative only after overage).
+* ``available = balance + postpaid_limit - held`` (negative only after overage), where
+  ``held`` is what active holds reserve (see ``holds``).
 
 Usage drains included -> grants -> prepaid -> postpaid credit. Usage is a fact, not a request:
 beyond the postpaid limit the remainder is still recorded, as ``overage``. Credits to
@@ -34,6 +35,7 @@ from eventsourcing.domain import Aggregate, event
 
 from ledger_service.domain import accounts, entries, wallet_events
 from ledger_service.domain import wallet_grants as grants
+from ledger_service.domain import wallet_holds as holds
 from ledger_service.domain import wallet_policies as policies
 from ledger_service.domain import wallet_setup as setup
 from ledger_service.domain.chain import GENESIS_HASH, entry_hash
@@ -47,6 +49,7 @@ from ledger_service.domain.entries import (
 )
 from ledger_service.domain.errors import InsufficientFunds
 from ledger_service.domain.grants import Grant
+from ledger_service.domain.holds import Hold
 from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.money import ZERO, canonical, parse_amount
 from ledger_service.domain.policies import AlertSettings, AutoTopup, CycleAnchor, SpendingCap
@@ -82,14 +85,17 @@ class Wallet(Aggregate):
     AutoTopupTriggered = wallet_events.AutoTopupTriggered
     GrantIssued = wallet_events.GrantIssued
     GrantClosed = wallet_events.GrantClosed
+    HoldPlaced = wallet_events.HoldPlaced
+    HoldClosed = wallet_events.HoldClosed
 
     # Snapshots: version 2 added policies (cycles, alerts, caps, auto top-up) as plain dicts,
-    # version 3 holds them as typed values, version 4 added grants. Older snapshots are
-    # upcast; events need none.
-    class_version = 4
+    # version 3 holds them as typed values, version 4 added grants, version 5 holds. Older
+    # snapshots are upcast; events need none.
+    class_version = 5
     upcast_v1_v2 = staticmethod(policies.upcast_v1_v2)
     upcast_v2_v3 = staticmethod(policies.upcast_v2_v3)
     upcast_v3_v4 = staticmethod(policies.upcast_v3_v4)
+    upcast_v4_v5 = staticmethod(policies.upcast_v4_v5)
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -152,6 +158,9 @@ class Wallet(Aggregate):
         self.grants: dict[str, Grant] = {}
         """Every grant ever issued, by id (closed ones too: a refund may give one money back)."""
         self.granted = ZERO
+        self.holds: dict[str, Hold] = {}
+        """The active holds, by reference (the CloudEvents id of the message each is for)."""
+        self.held = ZERO
         self.entry_hash = GENESIS_HASH
         # Policies (see wallet_policies.py): typed values, replaced by their events.
         self.cycle_anchor = CycleAnchor()
@@ -175,7 +184,7 @@ class Wallet(Aggregate):
 
     @property
     def available(self) -> Decimal:
-        return canonical(self.balance + self.postpaid_limit)
+        return canonical(self.balance + self.postpaid_limit - self.held)
 
     @property
     def account(self) -> str:
@@ -407,6 +416,15 @@ class Wallet(Aggregate):
     void_grant = grants.void_grant
     _grant_closed = grants._grant_closed
     retake_closed_remainders = grants.retake_closed_remainders
+
+    # -- holds, written in wallet_holds.py --------------------------------------------------
+
+    place_hold = holds.place_hold
+    _hold_placed = holds._hold_placed
+    settle_hold = holds.settle_hold
+    release_hold = holds.release_hold
+    expire_due_holds = holds.expire_due_holds
+    _hold_closed = holds._hold_closed
 
     # -- policies: alerts, caps, auto top-up, cycles; written in wallet_policies.py -------
 

@@ -94,6 +94,34 @@ class GrantClosed(Aggregate.Event):
     actor: str
 
 
+# -- holds (wallet_holds) ---------------------------------------------------------------------
+
+
+class HoldPlaced(Aggregate.Event):
+    """The price of a message reserved until ``expires_at`` (no money moves)."""
+
+    hold_id: str
+    reference: str
+    source: str | None
+    sender_id: str
+    category: str
+    units: int
+    amount: Decimal
+    expires_at: datetime
+    actor: str
+
+
+class HoldClosed(Aggregate.Event):
+    """A hold settled by its usage event, released or expired (``status``), as of ``as_of``."""
+
+    hold_id: str
+    reference: str
+    status: str
+    amount: Decimal
+    as_of: datetime
+    actor: str
+
+
 # -- policies, cycles and triggers (wallet_policies) ----------------------------------------
 
 

@@ -361,3 +361,9 @@ def upcast_v3_v4(state: dict[str, Any]) -> None:
     """Version 4 added credit grants; a wallet snapshotted before them had none."""
     state["grants"] = {}
     state["granted"] = ZERO
+
+
+def upcast_v4_v5(state: dict[str, Any]) -> None:
+    """Version 5 added holds; a wallet snapshotted before them had none."""
+    state["holds"] = {}
+    state["held"] = ZERO

@@ -1,10 +1,10 @@
-"""Billing cycles and grant expiry: start every wallet's due cycles (quota expiry and grant)
-and expire its due credit grants, exactly once.
+"""Billing cycles, grant and hold expiry: start every wallet's due cycles (quota expiry and
+grant) and expire its due credit grants and holds, exactly once.
 
 Which wallets may be due comes from the wallet read model (``next_cycle_at``,
-``next_grant_expiry_at``); whether a cycle or an expiry is really due is decided by the
-aggregate itself, so a stale read model costs a wasted load, never a double grant or expiry.
-Runs in ``ledger run`` every ``cycle_check_interval_s`` and on demand as
+``next_grant_expiry_at``) and ``rm_holds``; whether a cycle or an expiry is really due is
+decided by the aggregate itself, so a stale read model costs a wasted load, never a double grant
+or expiry. Runs in ``ledger run`` every ``cycle_check_interval_s`` and on demand as
 ``ledger cycles run [--at TIME]``.
 """
 
@@ -34,8 +34,9 @@ def wallets_due(connect: Connect, tables: ReadModelTables, now: datetime) -> lis
         rows = conn.execute(
             f"SELECT wallet_id FROM {tables['rm_wallet_balances']} "
             "WHERE next_cycle_at IS NULL OR next_cycle_at <= %s OR next_grant_expiry_at <= %s "
+            f"OR wallet_id IN (SELECT wallet_id FROM {tables['rm_holds']} WHERE expires_at <= %s) "
             "ORDER BY wallet_id",
-            (now, now),
+            (now, now, now),
         ).fetchall()
     return [row[0] for row in rows]
 

@@ -1,5 +1,5 @@
 """Time-driven changes of wallets: billing-cycle boundaries (expire the unused included quota,
-grant the next one) and credit grants reaching their ``expires_at``."""
+grant the next one), and credit grants and holds reaching their ``expires_at``."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ log = structlog.get_logger(__name__)
 def start_due_cycles(
     ledger: LedgerApplication, wallet_ids: Iterable[UUID], *, now: datetime, actor: str
 ) -> int:
-    """Expire the due grants and start the due billing cycles of ``wallet_ids``; how many
-    grants expired and cycles started, together.
+    """Expire the due grants and holds and start the due billing cycles of ``wallet_ids``;
+    how many grants and holds expired and cycles started, together.
 
     Each wallet is saved on its own: a crash part-way leaves the rest for the next run. A
     concurrent run (or a usage batch) makes the save fail on the wallet's version; the loser
@@ -45,6 +45,7 @@ def _start_wallet_cycles(
     def attempt() -> int:
         wallet = ledger.get_wallet_by_id(wallet_id)
         count = wallet.expire_due_grants(now, actor=actor)
+        count += wallet.expire_due_holds(now, actor=actor)
         count += wallet.start_due_cycles(now, actor=actor)
         if count:
             with evicting_on_conflict(ledger, [wallet]):

@@ -41,6 +41,7 @@ from ledger_service.service import (
     adjustments,
     cycles,
     grants,
+    holds,
     refunds,
     topups,
     transfers,
@@ -119,6 +120,8 @@ class LedgerApplication(Application[UUID]):
     refund_usage = command_method(refunds.RefundUsage)
     issue_grant = command_method(grants.IssueGrant)
     void_grant = command_method(grants.VoidGrant)
+    place_hold = command_method(holds.PlaceHold)
+    release_hold = command_method(holds.ReleaseHold)
 
     def request_auto_topup(
         self, *, wallet_id: UUID, trigger_version: int, auto_approve: bool, amount: Decimal

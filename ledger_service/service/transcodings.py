@@ -12,6 +12,7 @@ from typing import Any
 from eventsourcing.persistence import Transcoding
 
 from ledger_service.domain.grants import Grant, GrantStatus
+from ledger_service.domain.holds import Hold
 from ledger_service.domain.policies import AlertSettings, AutoTopup, CycleAnchor, SpendingCap
 from ledger_service.domain.triggers import BurnWindow, SpendingDay, Tally
 
@@ -137,8 +138,42 @@ class GrantAsDict(Transcoding):
         )
 
 
+class HoldAsDict(Transcoding):
+    type = Hold
+    name = "wallet_hold"
+
+    def encode(self, obj: Hold) -> dict[str, Any]:
+        return {
+            "hold_id": obj.hold_id,
+            "reference": obj.reference,
+            "source": obj.source,
+            "sender_id": obj.sender_id,
+            "category": obj.category,
+            "units": obj.units,
+            "amount": obj.amount,
+            "expires_at": obj.expires_at,
+            "placed_at": obj.placed_at,
+            "actor": obj.actor,
+        }
+
+    def decode(self, data: dict[str, Any]) -> Hold:
+        return Hold(
+            data["hold_id"],
+            data["reference"],
+            data["source"],
+            data["sender_id"],
+            data["category"],
+            data["units"],
+            data["amount"],
+            data["expires_at"],
+            data["placed_at"],
+            data["actor"],
+        )
+
+
 POLICY_TRANSCODINGS: tuple[Transcoding, ...] = (
     GrantAsDict(),
+    HoldAsDict(),
     AlertSettingsAsDict(),
     AutoTopupAsDict(),
     SpendingCapAsDict(),

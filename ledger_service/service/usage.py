@@ -235,12 +235,11 @@ class UsageDeductions:
     # -- routing --------------------------------------------------------------------------
 
     def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> tuple[Wallet, int | None]:
-        """The wallet charged and the version of its charge, the first event ``record_usage``
-        triggers (None: not billable, nothing charged)."""
+        """The wallet charged and the version of its charge, its ``Debited`` (None: not
+        billable, nothing charged)."""
         wallet = self._route(usage, wallets)
-        version = wallet.version
         try:
-            record_usage_on(wallet, usage, trust_producer_price=self.trust_producer_price)
+            version = record_usage_on(wallet, usage, trust_producer_price=self.trust_producer_price)
         except SenderNotLinked:
             self._routes.pop((usage.waba_id, usage.company_id), None)
             if self._sender_linked_in_store(wallet.id, usage.waba_id):
@@ -248,7 +247,7 @@ class UsageDeductions:
             if self._route_changed(usage, wallet.id):
                 raise Conflict from None
             raise
-        return wallet, (version + 1 if usage.billable else None)
+        return wallet, version
 
     # -- refunds of usage reported failed after billing -----------------------------------
 

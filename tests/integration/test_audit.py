@@ -103,6 +103,12 @@ def workload(ledger: LedgerApplication) -> list[tuple[int, dict[str, Any]]]:
             idempotency_key="gr2",
         )
     )
+    # Holds: m0's settled by its usage event below, one left active (replay rebuilds rm_holds).
+    for reference in ("m0", "later"):
+        ledger.place_hold(
+            company_id="acme", waba_id="w1", category="marketing", units=1,
+            reference=reference, actor="sender", idempotency_key=f"hold-{reference}",
+        )  # fmt: skip
     for n in range(60):
         ledger.apply_usage(
             Usage(

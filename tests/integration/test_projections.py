@@ -20,6 +20,7 @@ from projections.rows import (
     AccountRow,
     AlertRow,
     EntryRow,
+    HoldRow,
     TopupRow,
     UsageRow,
     WalletRow,
@@ -31,6 +32,7 @@ from projections.tables import (
     ALERTS,
     ALL_TABLES,
     ENTRIES,
+    HOLDS,
     POSITIONS,
     TOPUPS,
     USAGE,
@@ -110,6 +112,10 @@ def history(ledger: LedgerApplication, company: str, other: str) -> None:
         from_company_id=company, to_company_id=other, amount="10", commission_rate="0.1",
         actor="op", idempotency_key="tr1",
     )  # fmt: skip
+    ledger.place_hold(
+        company_id=company, waba_id=f"{company}-w1", category="marketing", units=2,
+        reference=f"{company}-held", actor="sender", idempotency_key="h1",
+    )  # fmt: skip
     ledger.unlink_sender(company_id=other, waba_id=f"{other}-w1", actor="op", idempotency_key="u")
 
 
@@ -150,7 +156,7 @@ def test_the_row_classes_name_exactly_the_columns_of_the_tables(
     make_projector(schema)
     expected = {
         WALLETS: WalletRow, ENTRIES: EntryRow, USAGE: UsageRow, TOPUPS: TopupRow,
-        ACCOUNTS: AccountRow, ALERTS: AlertRow,
+        ACCOUNTS: AccountRow, ALERTS: AlertRow, HOLDS: HoldRow,
     }  # fmt: skip
     with connect() as conn:
         for table, row_class in expected.items():
@@ -164,7 +170,7 @@ def test_the_row_classes_name_exactly_the_columns_of_the_tables(
             assert jsonb == jsonb_columns(row_class), table
 
 
-def test_tables_built_before_grants_get_their_columns(
+def test_tables_built_before_grants_and_holds_get_their_columns(
     make_projector: Callable[..., Projector], connect: Callable[[], psycopg.Connection[Any]]
 ) -> None:
     schema = fresh_schema()
@@ -172,7 +178,7 @@ def test_tables_built_before_grants_get_their_columns(
     with connect() as conn:  # as a read model from before grants was
         conn.execute(
             f'ALTER TABLE "{schema}".rm_wallet_balances DROP COLUMN granted, '
-            "DROP COLUMN grants, DROP COLUMN next_grant_expiry_at"
+            "DROP COLUMN grants, DROP COLUMN next_grant_expiry_at, DROP COLUMN held"
         )
         conn.execute(f'ALTER TABLE "{schema}".rm_ledger_entries DROP COLUMN grants')
     make_projector(schema)

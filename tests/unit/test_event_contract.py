@@ -248,6 +248,34 @@ CASES: list[tuple[type[Any], dict[str, Any], str]] = [
         },
         '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"amount":{"_type_":"decimal_str","_data_":"3"},"split":{"included":{"_type_":"decimal_str","_data_":"1"},"prepaid":{"_type_":"decimal_str","_data_":"0"},"postpaid":{"_type_":"decimal_str","_data_":"0"},"overage":{"_type_":"decimal_str","_data_":"0"},"grant:12345678-1234-5678-1234-567812345678":{"_type_":"decimal_str","_data_":"2"}},"kind":"usage","counter_account":"revenue:usage","reference":"//wa#m1","sender_id":"w1","conversation_id":"c1","category":"marketing","units":6,"unit_price":{"_type_":"decimal_str","_data_":"0.5"},"actor":"ingestion","entry_hash":"h"}',
     ),
+    # Holds: pinned as first written (2026-11).
+    (
+        Wallet.HoldPlaced,
+        {
+            "hold_id": str(ID),
+            "reference": "msg-1",
+            "source": "//wa",
+            "sender_id": "w1",
+            "category": "marketing",
+            "units": 2,
+            "amount": D("0.1"),
+            "expires_at": AT,
+            "actor": "sender-svc",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"hold_id":"12345678-1234-5678-1234-567812345678","reference":"msg-1","source":"//wa","sender_id":"w1","category":"marketing","units":2,"amount":{"_type_":"decimal_str","_data_":"0.1"},"expires_at":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"sender-svc"}',
+    ),
+    (
+        Wallet.HoldClosed,
+        {
+            "hold_id": str(ID),
+            "reference": "msg-1",
+            "status": "settled",
+            "amount": D("0.1"),
+            "as_of": AT,
+            "actor": "ingestion",
+        },
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"hold_id":"12345678-1234-5678-1234-567812345678","reference":"msg-1","status":"settled","amount":{"_type_":"decimal_str","_data_":"0.1"},"as_of":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"actor":"ingestion"}',
+    ),
     # Adjustments and refunds: pinned as first written (2026-11), not re-encodings of older code.
     (
         Adjustment.Requested,

@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 from ledger_service.domain.books import trial_balance
 from ledger_service.domain.errors import LedgerError
 from ledger_service.domain.grants import Grant
+from ledger_service.domain.holds import hold_id as hold_id_of
 from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from tests.fakes import InMemoryLedger
@@ -50,6 +51,7 @@ class LedgerMachine(RuleBasedStateMachine):
     paid = Bundle("paid")
     adjustments = Bundle("adjustments")
     grants = Bundle("grants")
+    holds = Bundle("holds")
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,6 +64,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.now = datetime.now(UTC)
         """The machine's clock: grants expire, and cycles start, when ``pass_time`` says."""
         self.grant_count = 0
+        self.hold_count = 0
 
     def key(self) -> str:
         self.keys += 1
@@ -340,6 +343,74 @@ class LedgerMachine(RuleBasedStateMachine):
         assert voided["status"] == "voided"
         assert self.ledger.get_wallet(company).balance == wallet.balance - remaining
 
+    @rule(
+        target=holds,
+        company=st.sampled_from(COMPANIES),
+        units=st.integers(1, 60),
+        ttl=st.sampled_from([60, 3600]),
+    )
+    def place_hold(self, company: str, units: int, ttl: int) -> tuple[str, str]:
+        """A hold is a request: refused (nothing written) when available does not cover it,
+        so holds alone never take available below zero."""
+        self.hold_count += 1
+        reference = f"h{self.hold_count}"
+        wallet = self.ledger.get_wallet(company)
+        price = wallet.price_of("marketing", units)
+        try:
+            self.ledger.place_hold(
+                company_id=company, waba_id=SENDERS[company][0], category="marketing",
+                units=units, reference=reference, ttl_s=ttl, actor="sender",
+                idempotency_key=self.key(),
+            )  # fmt: skip
+        except LedgerError as exc:
+            assert exc.code == "INSUFFICIENT_AVAILABLE_BALANCE"
+            assert wallet.available < price
+            assert self.ledger.get_wallet(company).version == wallet.version
+            return company, ""
+        after = self.ledger.get_wallet(company)
+        assert after.held == wallet.held + price
+        assert after.available >= 0
+        return company, reference
+
+    @rule(held=consumes(holds), units=st.integers(1, 80), failed=st.booleans())
+    def send_held_message(self, held: tuple[str, str], units: int, failed: bool) -> None:
+        """The usage event of a held message settles (or, failed, releases) its hold and is
+        charged as any usage; if the hold expired or was released, it is charged all the same."""
+        company, reference = held
+        if not reference:
+            return
+        before = self.ledger.get_wallet(company)
+        self.usage_ids.append(reference)
+        status = "failed" if failed else "delivered"
+        self.ledger.apply_usage(
+            Usage("//test", reference, company, SENDERS[company][0], "c", "marketing", status,
+                  units)
+        )  # fmt: skip
+        after = self.ledger.get_wallet(company)
+        self.charged[reference] = (company, before.balance - after.balance)
+        assert reference not in after.holds
+        released = before.holds[reference].amount if reference in before.holds else Decimal(0)
+        assert after.held == before.held - released
+        if not failed:
+            assert before.balance - after.balance == before.price_of("marketing", units)
+
+    @rule(held=holds)
+    def release_hold(self, held: tuple[str, str]) -> None:
+        company, reference = held
+        if not reference:
+            return
+        wallet = self.ledger.get_wallet(company)
+        hold_id = hold_id_of(wallet.id, reference)
+        try:
+            self.ledger.release_hold(
+                company_id=company, hold_id=hold_id, actor="sender", idempotency_key=self.key()
+            )
+        except LedgerError as exc:
+            assert exc.code == "HOLD_NOT_FOUND"
+            assert reference not in wallet.holds
+            return
+        assert self.ledger.get_wallet(company).held == wallet.held - wallet.holds[reference].amount
+
     @rule(days=st.integers(1, 45), runs=st.integers(1, 2))
     def pass_time(self, days: int, runs: int) -> None:
         """Time passes and the scheduler runs (perhaps twice: the second finds nothing)."""
@@ -349,8 +420,10 @@ class LedgerMachine(RuleBasedStateMachine):
             changed = self.ledger.start_due_cycles(ids, now=self.now, actor="scheduler")
             assert run == 0 or changed == 0
         for company in COMPANIES:
-            for grant in self.ledger.get_wallet(company).grants.values():
+            wallet = self.ledger.get_wallet(company)
+            for grant in wallet.grants.values():
                 assert not grant.expired_by(self.now), "a due grant was left active"
+            assert not any(hold.expired_by(self.now) for hold in wallet.holds.values())
 
     @rule(company=st.sampled_from(COMPANIES), limit=st.integers(0, 200))
     def change_limit(self, company: str, limit: int) -> None:
@@ -379,6 +452,14 @@ class LedgerMachine(RuleBasedStateMachine):
             assert wallet.granted == sum((g.remaining for g in grants), Decimal(0))
             assert all(Decimal(0) <= g.remaining <= g.amount for g in grants)
             assert all(g.remaining == 0 for g in grants if not g.active)
+            assert wallet.held == sum((h.amount for h in wallet.holds.values()), Decimal(0))
+
+    @invariant()
+    def holds_close_at_most_once(self) -> None:
+        closed = [
+            (e.originator_id, e.hold_id) for e in self.events() if isinstance(e, Wallet.HoldClosed)
+        ]
+        assert len(set(closed)) == len(closed)
 
     @invariant()
     def grants_close_once_and_never_early(self) -> None:

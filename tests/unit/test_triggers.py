@@ -39,6 +39,7 @@ class State:
 
     included: Decimal = ZERO
     granted: Decimal = ZERO
+    held: Decimal = ZERO
     prepaid: Decimal = FUNDED
     postpaid_used: Decimal = ZERO
     postpaid_limit: Decimal = LIMIT

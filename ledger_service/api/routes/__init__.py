@@ -19,6 +19,7 @@ from ledger_service.api.routes import (
     admin,
     grants,
     history,
+    holds,
     refunds,
     topups,
     transfers,
@@ -29,7 +30,8 @@ from ledger_service.api.routes.dependencies import ApiState
 __all__ = ["RESOURCE_ROUTERS", "ApiState", "router"]
 
 RESOURCE_ROUTERS = tuple(
-    r.router for r in (wallets, history, topups, grants, adjustments, refunds, transfers, admin)
+    r.router
+    for r in (wallets, history, topups, grants, holds, adjustments, refunds, transfers, admin)
 )
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 for resource_router in RESOURCE_ROUTERS:

@@ -11,7 +11,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ledger_service.api.auth import Authenticator, Principal, require_manage, require_view
+from ledger_service.api.auth import (
+    Authenticator,
+    Principal,
+    require_manage,
+    require_usage,
+    require_view,
+)
 from ledger_service.api.context import bind_company
 from ledger_service.api.errors import ApiError
 from ledger_service.domain.money import format_amount
@@ -64,9 +70,16 @@ async def operator(caller: Annotated[Principal, Depends(principal)]) -> Principa
     return caller
 
 
+async def sender(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller, provided it may place holds (``billing.usage`` or ``billing.manage``)."""
+    require_usage(caller)
+    return caller
+
+
 State = Annotated[ApiState, Depends(state_of)]
 Caller = Annotated[Principal, Depends(principal)]
 Operator = Annotated[Principal, Depends(operator)]
+Sender = Annotated[Principal, Depends(sender)]
 CompanyPath = Annotated[str, Path(pattern=KEY_PATTERN, description="company id")]
 MinPosition = Annotated[
     int | None,

@@ -71,6 +71,7 @@ async def get_wallet(
             postpaid_used=format_amount(row["postpaid_used"]),
         ),
         grants=active_grants(row["company_id"], row["grants"]),
+        held=format_amount(row["held"]),
         senders=row["senders"],
         policies=json.loads(row["policies"]),
         cycle=CycleOut(start=row["cycle_start"], next_start=row["next_cycle_at"]),

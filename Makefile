@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 PIP_VERSION := 26.3
 
-.PHONY: run test lint unit integration install lock bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz clean
+.PHONY: run test lint unit integration install lock bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz bench-holds clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-ingest: $(STAMP)
 # The spread scenario alternately without and with alerting wallet policies (relay running).
 bench-ingest-alerts: $(STAMP)
 	BENCH_ALERTS_AB=1 $(BIN)/python -m bench.bench_ingest
+
+bench-holds: $(STAMP)
+	$(BIN)/python -m bench.bench_holds
 
 bench-replay: $(STAMP)
 	$(BIN)/python -m bench.bench_replay

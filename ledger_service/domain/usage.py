@@ -82,11 +82,11 @@ def record_usage_on(wallet: Wallet, usage: Usage, *, trust_producer_price: bool)
     charge (the ``Debited``), None when it charged nothing (status ``failed``). It settles the
     hold placed for it, if one is active, in the same save: after every check that could refuse
     the event, so a refused event releases nothing."""
-    wallet.check_sender_linked(usage.waba_id)
     priced = None
     if usage.billable:
         priced = price_usage(wallet, usage, trust_producer_price=trust_producer_price)
     if wallet.holds:
+        wallet.check_sender_linked(usage.waba_id)  # else recording refuses it below
         wallet.settle_hold(
             source=usage.source,
             event_id=usage.event_id,

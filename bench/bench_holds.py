@@ -1,0 +1,140 @@
+"""`make bench-holds`: hold requests (`POST /v1/wallets/{id}/holds`) under open-loop load.
+
+The service runs as real processes on a fresh database (`ledger serve`, `ledger project`); this
+process is the load generator (open loop: request i is due at start + i/rate and its latency
+counts from then, so a stalled server cannot hide its queue). Each request holds one message
+with a new reference, so every one writes.
+
+For each rate (500 and 2,000 req/s), in the same run: `GET /healthz` (the HTTP stack alone, the
+baseline), holds spread over 1,000 wallets, and holds on one hot wallet.
+
+Floors (issue 13): p99 <= 15 ms at 500/s; 2,000/s sustained (spread) with p99 <= 50 ms and
+zero errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench.bench_api import (
+    HttpConnection,
+    Run,
+    free_port,
+    http_workers,
+    open_companies,
+    open_loop,
+    start_service,
+    stop_service,
+    wait_ready,
+)
+from bench.common import fresh_database
+from ledger_service.api.auth import mint_token
+from ledger_service.bootstrap import build_ledger
+from ledger_service.config import DEVELOPMENT_JWT_SECRET, Settings
+
+FLOORS_MS = {500.0: 15.0, 2000.0: 50.0}
+
+
+def hold_workers(
+    port: int, token: str, companies: list[str], count: int
+) -> list[Callable[[], Awaitable[bool]]]:
+    """Workers (one connection each) that each POST a hold with a new reference, cycling
+    through ``companies``."""
+    references = itertools.count()
+    targets = itertools.cycle(companies)
+    workers = []
+    for _ in range(count):
+        conn = HttpConnection("127.0.0.1", port)
+
+        async def call(conn: HttpConnection = conn) -> bool:
+            company = next(targets)
+            hold = {"waba_id": f"{company}-w", "category": "marketing", "units": 1}
+            body = json.dumps(hold | {"reference": f"msg-{next(references)}"}).encode()
+            request = (
+                f"POST /v1/wallets/{company}/holds HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            return await conn.get(request) == 201
+
+        workers.append(call)
+    return workers
+
+
+async def measure(port: int, companies: list[str], args: argparse.Namespace) -> list[Run]:
+    sender = mint_token(
+        DEVELOPMENT_JWT_SECRET, subject="bench-sender", company_id=None,
+        scopes=["billing.usage"], ttl_s=3600,
+    )  # fmt: skip
+    runs = []
+    for rate in args.rates:
+        scenarios = (
+            ("healthz", lambda: http_workers(port, "/healthz", sender, args.connections)),
+            (f"holds, {len(companies)} wallets", lambda: hold_workers(
+                port, sender, companies, args.connections)),
+            ("holds, one hot wallet", lambda: hold_workers(
+                port, sender, companies[:1], args.connections)),
+        )  # fmt: skip
+        for name, workers in scenarios:
+            run = await open_loop(name, rate, args.duration_s, workers())
+            print(run.line(), flush=True)
+            runs.append(run)
+    return runs
+
+
+async def bench(args: argparse.Namespace) -> None:
+    with fresh_database() as url, tempfile.TemporaryDirectory() as logs:
+        settings = Settings(database_url=url, db_pool_size=4, db_pool_overflow_max=4)
+        ledger = build_ledger(settings, url)
+        companies = [f"hold-{i:04d}" for i in range(args.companies)]
+        open_companies(ledger, companies)
+        ledger.close()
+        port = free_port()
+        service = start_service(url, port, Path(logs))
+        try:
+            wait_ready(port)
+            each = f"{args.connections} connections, {args.duration_s:.0f} s each"
+            print(f"holds, open loop, {each}:")
+            runs = await measure(port, companies, args)
+        finally:
+            stop_service(service)
+    report(runs)
+
+
+def report(runs: list[Run]) -> None:
+    print("summary (each rate's healthz is its baseline):")
+    for healthz, spread, hot in zip(runs[0::3], runs[1::3], runs[2::3], strict=True):
+        floor = FLOORS_MS.get(spread.rate)
+        verdict = ""
+        if floor is not None:
+            met = spread.errors == 0 and spread.pct(0.99) <= floor
+            met = met and spread.achieved >= 0.98 * spread.rate
+            verdict = f" (floor p99 <= {floor:.0f} ms, 0 errors, rate kept: " + (
+                "MET)" if met else "MISSED)"
+            )
+        print(
+            f"  {spread.rate:,.0f}/s: spread p50 {spread.pct(0.5):.2f} ms p99 "
+            f"{spread.pct(0.99):.2f} ms errors {spread.errors} achieved {spread.achieved:,.0f}/s"
+            f"{verdict}; hot p99 {hot.pct(0.99):.2f} ms errors {hot.errors}; healthz p99 "
+            f"{healthz.pct(0.99):.2f} ms; spread/healthz p99 "
+            f"{spread.pct(0.99) / healthz.pct(0.99):.1f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[500, 2000])
+    parser.add_argument("--duration-s", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--companies", type=int, default=1000)
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

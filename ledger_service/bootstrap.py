@@ -292,4 +292,5 @@ def build_api(
         read_wait_timeout_s=settings.read_wait_timeout_ms / 1000,
         projection_lag_events_max=settings.readyz_projection_lag_events_max,
         readiness_checks=readiness_checks,
+        hold_group_window_s=settings.hold_group_window_ms / 1000,
     )

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         default=2000, ge=0, le=30_000, description="how long a read waits for min_position"
     )
     readyz_projection_lag_events_max: int = Field(default=100_000, ge=0)
+    hold_group_window_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="hold requests arriving within this window are saved together; 0: one by one",
+    )
     jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 86400, description="ledger token")
     adjustment_approval_threshold: Decimal = Field(
         default=Decimal(0),

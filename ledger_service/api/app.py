@@ -23,6 +23,7 @@ from ledger_service.api.auth import Authenticator
 from ledger_service.api.context import RequestContextMiddleware
 from ledger_service.api.errors import install_error_handlers
 from ledger_service.api.routes import ApiState, router
+from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.ledger import LedgerApplication
 from projections.queries import ReadModels
 
@@ -41,7 +42,9 @@ def create_app(
     read_wait_timeout_s: float = 2.0,
     projection_lag_events_max: int = 100_000,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
+    hold_group_window_s: float = 0.0,
 ) -> FastAPI:
+    """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``)."""
     state = ApiState(
         ledger=ledger,
         authenticate=Authenticator(jwt_secret),
@@ -53,9 +56,15 @@ def create_app(
         close: Callable[[], Awaitable[None]] | None = None
         if open_reads is not None:
             state.reads, close = await open_reads()
+        if hold_group_window_s > 0:
+            state.holds = HoldBatcher(ledger, window_s=hold_group_window_s)
+            state.holds.start()
         try:
             yield
         finally:
+            if state.holds is not None:
+                await asyncio.to_thread(state.holds.close)
+                state.holds = None
             state.reads = None
             if close is not None:
                 await close()

@@ -4,6 +4,7 @@ read model, and concurrent requests against a pool with room for exactly ten."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -68,7 +69,7 @@ async def test_a_sender_places_lists_and_releases_holds_over_http(
     again = await api.post(path, json=body(company_id, "m1", units=4), headers=sender)
     assert (again.status_code, again.json()["hold_id"]) == (201, hold["hold_id"])
     changed = await api.post(path, json=body(company_id, "m1", units=1), headers=sender)
-    assert_error(changed, 409, "IDEMPOTENCY_CONFLICT")
+    assert_error(changed, 409, "HOLD_CONFLICT")
     refused = await api.post(path, json=body(company_id, "m2", units=3), headers=sender)
     assert_error(refused, 409, "INSUFFICIENT_AVAILABLE_BALANCE")
     assert_error(
@@ -115,6 +116,27 @@ def place(ledger: LedgerApplication, company_id: str, i: int) -> object:
         company_id=company_id, waba_id=f"{company_id}-w1", category="marketing", units=1,
         reference=f"m{i}", actor="s", idempotency_key=f"h{i}",
     )  # fmt: skip
+
+
+async def test_fifty_concurrent_http_holds_are_grouped_and_never_overspend(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    open_company(pg_ledger, company_id, included_quota="0", postpaid_limit="5")  # 10 x 0.5
+    path = f"/v1/wallets/{company_id}/holds"
+    sender = sender_token(tokens)
+    answers = await asyncio.gather(
+        *(api.post(path, json=body(company_id, f"m{i}", units=1), headers=sender)
+          for i in range(50))
+    )  # fmt: skip
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * 10 + [409] * 40
+    refused = {a.json()["error"]["code"] for a in answers if a.status_code == 409}
+    assert refused == {"INSUFFICIENT_AVAILABLE_BALANCE"}
+    pg_ledger.evict([wallet_id(company_id)])
+    wallet = pg_ledger.get_wallet(company_id)
+    assert (wallet.held, wallet.available) == (D(5), D(0))
+    positions = {a.json()["position"] for a in answers if a.status_code == 201}
+    assert len(positions) < 10  # committed in groups: several holds share a save
 
 
 def test_concurrent_holds_never_overspend_a_pool(

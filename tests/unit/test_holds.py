@@ -4,6 +4,7 @@ save), release, expire once (the cycle scheduler's runs), refusals, snapshots, v
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,8 @@ from ledger_service.domain.errors import (
 from ledger_service.domain.holds import Hold
 from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.hold_batcher import HoldBatcher
+from ledger_service.service.holds import PlaceHold
 from ledger_service.service.ledger import LedgerApplication
 from tests.fakes import InMemoryLedger
 
@@ -206,3 +209,71 @@ def test_a_refused_usage_event_leaves_its_hold_active(ledger: LedgerApplication)
     with pytest.raises(PriceMismatch):
         ledger.apply_usage(mispriced)
     assert list(ledger.get_wallet("acme").holds) == ["m1"]
+
+
+def test_a_batcher_commits_concurrent_holds_in_groups_without_over_reserving(
+    ledger: LedgerApplication,
+) -> None:
+    batcher = HoldBatcher(ledger, window_s=0.02)
+    batcher.start()
+
+    def place(i: int) -> object:
+        command = PlaceHold(
+            company_id="acme", waba_id="acme-w1", category="marketing", units=1,
+            reference=f"m{i}", actor="sender", idempotency_key=f"hold:m{i}",
+        )  # fmt: skip
+        try:
+            return batcher.submit(command).result(timeout=10)
+        except InsufficientAvailableBalance as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        outcomes = list(pool.map(place, range(25)))
+    granted = [o for o in outcomes if isinstance(o, dict)]
+    assert len(granted) == 10  # 5 funds + 5 credit, 1 each
+    assert sum(isinstance(o, InsufficientAvailableBalance) for o in outcomes) == 15
+    assert batcher.groups < 25  # saved together, not one by one
+    first = granted[0]
+    again = place(int(first["reference"][1:]))  # the same request: the same hold, nothing new
+    batcher.close()
+    assert isinstance(again, dict)
+    assert again["hold_id"] == first["hold_id"]
+    wallet = ledger.get_wallet("acme")
+    assert (wallet.held, wallet.available) == (D(10), D(0))
+    assert verify(ledger).ok
+
+
+def test_the_batcher_decides_on_what_other_writers_saved_meanwhile(
+    ledger: LedgerApplication,
+) -> None:
+    """The batcher keeps wallets between groups; each group brings them up to date first."""
+    other = InMemoryLedger(shared_recorder=ledger.recorder)  # type: ignore[arg-type]
+    batcher = HoldBatcher(ledger, window_s=0.001)
+    batcher.start()
+
+    def place(reference: str, units: int) -> object:
+        command = PlaceHold(
+            company_id="acme", waba_id="acme-w1", category="marketing", units=units,
+            reference=reference, actor="sender", idempotency_key=f"hold:{reference}",
+        )  # fmt: skip
+        try:
+            return batcher.submit(command).result(timeout=10)
+        except InsufficientAvailableBalance as exc:
+            return exc
+
+    try:
+        assert isinstance(place("m0", 2), dict)  # available 10 -> 8
+        other.apply_usage(Usage(SOURCE, "u1", "acme", "acme-w1", "c", "marketing", "delivered", 8))
+        assert isinstance(place("m1", 1), InsufficientAvailableBalance)  # 0 left
+        other.credit_wallet(
+            company_id="acme", amount="5", kind="adjustment", reference="more", actor="t",
+            idempotency_key="more",
+        )  # fmt: skip
+        assert isinstance(place("m2", 5), dict)
+    finally:
+        batcher.close()
+        other.close()
+    ledger.evict([ledger.get_wallet("acme").id])
+    wallet = ledger.get_wallet("acme")
+    assert (wallet.held, wallet.available) == (D(7), D(0))
+    assert verify(ledger).ok

@@ -21,6 +21,7 @@ from ledger_service.api.auth import (
 from ledger_service.api.context import bind_company
 from ledger_service.api.errors import ApiError
 from ledger_service.domain.money import format_amount
+from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.ledger import LedgerApplication
 from ledger_service.service.runner import Command
 from projections.queries import ReadModels
@@ -38,6 +39,8 @@ class ApiState:
     authenticate: Authenticator
     read_wait_timeout_s: float = 2.0
     reads: ReadModels | None = None
+    holds: HoldBatcher | None = None
+    """Commits hold requests in groups, while the app runs (None: one save per hold)."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -5,12 +5,16 @@ billing.manage). The usage event whose CloudEvents id is the hold's ``reference`
 A hold is refused (409, nothing written) for the reasons pre-send authorization gives:
 ``SENDER_NOT_LINKED``, ``UNKNOWN_CATEGORY`` (422), ``SPENDING_CAP_REACHED``,
 ``INSUFFICIENT_AVAILABLE_BALANCE``. The same request again returns the same hold; another
-request for a reference whose hold is active is 409 ``HOLD_CONFLICT``. Without an
-``Idempotency-Key`` the reference is the key.
+request for a reference whose hold is active is 409 ``HOLD_CONFLICT``.
+
+Requests are committed in groups (``HoldBatcher``, ``LEDGER_HOLD_GROUP_WINDOW_MS``); the
+reference is then the idempotency key and ``Idempotency-Key`` is not needed. With grouping off,
+each request is its own command (keyed by ``Idempotency-Key``, or by the reference).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -56,7 +60,10 @@ async def place_hold(
     _may_hold(caller, company_id)
     key = idempotency_key or f"hold:{body.reference}"
     command = body.to_command(company_id, actor=caller.subject, idempotency_key=key)
-    held: HoldState = await write(state, command)
+    if state.holds is not None:
+        held: HoldState = await asyncio.wrap_future(state.holds.submit(command))
+    else:
+        held = await write(state, command)
     return HoldOut.model_validate(held)
 
 

@@ -5,6 +5,8 @@ read model, and concurrent requests against a pool with room for exactly ten."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,6 +21,7 @@ from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
 from ledger_service.domain.errors import InsufficientAvailableBalance
 from ledger_service.domain.ids import wallet_id
+from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from ledger_service.reactions.cycles import run_cycles
 from ledger_service.service.ledger import LedgerApplication
@@ -230,3 +233,43 @@ async def test_a_usage_event_settles_its_hold_once_even_when_redelivered(
     assert closed == [("msg-1", "settled"), ("msg-2", "released")]
     report = verify(ledger)
     assert report.ok, report.problems
+
+
+def test_an_expiry_racing_the_settlement_closes_the_hold_once(
+    pg_ledger: LedgerApplication, api_settings: Settings, database_url: str, company_id: str
+) -> None:
+    """The scheduler (one application) and the usage event (another) race for one hold, many
+    times: exactly one of them closes each hold, and the usage is charged either way."""
+    open_company(pg_ledger, company_id, included_quota="0", postpaid_limit="100")
+    other = build_ledger(api_settings, database_url)
+    rounds = 10
+    try:
+        for n in range(rounds):
+            placed = pg_ledger.place_hold(
+                company_id=company_id, waba_id=f"{company_id}-w1", category="marketing",
+                units=2, reference=f"race-{n}", ttl_s=1, actor="s", idempotency_key=f"r{n}",
+            )  # fmt: skip
+            after_expiry = datetime.fromisoformat(placed["expires_at"]) + timedelta(seconds=1)
+            usage = Usage("//wa", f"race-{n}", company_id, f"{company_id}-w1", "c",
+                          "marketing", "delivered", 2)  # fmt: skip
+            delay = n * 0.001  # the scheduler starts later each round: either may win
+
+            def expire(at: datetime = after_expiry, delay: float = delay) -> object:
+                time.sleep(delay)
+                return pg_ledger.start_due_cycles([wallet_id(company_id)], now=at, actor="c")
+
+            run_at_once(
+                2, lambda i, usage=usage, expire=expire: expire() if i else other.apply_usage(usage)
+            )
+    finally:
+        other.close()
+    pg_ledger.evict([wallet_id(company_id)])
+    events = list(pg_ledger.events.get(wallet_id(company_id)))
+    closed = Counter(e.reference for e in events if isinstance(e, Wallet.HoldClosed))
+    assert closed == {f"race-{n}": 1 for n in range(rounds)}
+    outcomes = Counter(e.status for e in events if isinstance(e, Wallet.HoldClosed))
+    assert set(outcomes) <= {"settled", "expired"}
+    charged = [e for e in events if isinstance(e, Wallet.Debited) and e.kind == "usage"]
+    assert len(charged) == rounds  # usage is a fact: charged whoever closed the hold
+    wallet = pg_ledger.get_wallet(company_id)
+    assert (wallet.held, wallet.balance) == (D(0), D(-10))

@@ -64,6 +64,15 @@ def database_url(admin_database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def fresh_ledger(fresh_database_url: str) -> Iterator[LedgerApplication]:
+    """The application on a database of its own: ``verify`` checks the whole store."""
+    settings = Settings(environment="test", database_url=fresh_database_url, db_pool_size=4)
+    ledger = build_ledger(settings, fresh_database_url)
+    yield ledger
+    ledger.close()
+
+
+@pytest.fixture
 def settings() -> Settings:
     return Settings(environment="test", db_pool_size=4, db_pool_overflow_max=30)
 

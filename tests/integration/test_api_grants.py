@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -177,14 +176,6 @@ async def test_the_scheduler_expires_a_grant_found_in_the_read_model(
         e for e in pg_ledger.events.get(wallet_id(company_id)) if isinstance(e, Wallet.GrantClosed)
     ]
     assert [(e.status, e.remainder) for e in closed] == [("expired", D(10))]
-
-
-@pytest.fixture
-def fresh_ledger(fresh_database_url: str) -> Iterator[LedgerApplication]:
-    settings = Settings(environment="test", database_url=fresh_database_url, db_pool_size=4)
-    ledger = build_ledger(settings, fresh_database_url)
-    yield ledger
-    ledger.close()
 
 
 async def test_an_expiry_racing_usage_batches_applies_once_and_usage_drains_the_right_bucket(

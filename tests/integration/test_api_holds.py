@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -193,14 +192,6 @@ async def test_the_scheduler_expires_holds_found_in_the_read_model(
         if isinstance(e, Wallet.HoldClosed)
     ]
     assert closed == [("expired", D(1))]
-
-
-@pytest.fixture
-def fresh_ledger(fresh_database_url: str) -> Iterator[LedgerApplication]:
-    settings = Settings(environment="test", database_url=fresh_database_url, db_pool_size=4)
-    ledger = build_ledger(settings, fresh_database_url)
-    yield ledger
-    ledger.close()
 
 
 async def test_a_usage_event_settles_its_hold_once_even_when_redelivered(

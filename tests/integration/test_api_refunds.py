@@ -4,7 +4,6 @@ report is redelivered)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -131,14 +130,6 @@ def test_concurrent_refunds_of_one_usage_event_refund_once(
     assert all(isinstance(o, UsageAlreadyRefunded) for o in outcomes if o not in successes)
     assert len(refund_credits(pg_ledger, company_id)) == 1
     assert pg_ledger.get_wallet(company_id).postpaid_used == 0
-
-
-@pytest.fixture
-def fresh_ledger(fresh_database_url: str) -> Iterator[LedgerApplication]:
-    """Its own database: ``verify`` checks the whole store."""
-    app = build_ledger(Settings(environment="test", db_pool_size=2), fresh_database_url)
-    yield app
-    app.close()
 
 
 async def test_a_late_failed_status_refunds_once_even_when_redelivered(

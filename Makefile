@@ -57,7 +57,7 @@ bench-ingest-alerts: $(STAMP)
 	BENCH_ALERTS_AB=1 $(BIN)/python -m bench.bench_ingest
 
 bench-holds: $(STAMP)
-	$(BIN)/python -m bench.bench_holds
+	$(BIN)/python -m bench.bench_holds $(ARGS)
 
 bench-replay: $(STAMP)
 	$(BIN)/python -m bench.bench_replay

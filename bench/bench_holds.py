@@ -10,6 +10,10 @@ baseline), holds spread over 1,000 wallets, and holds on one hot wallet.
 
 Floors (issue 13): p99 <= 15 ms at 500/s; 2,000/s sustained (spread) with p99 <= 50 ms and
 zero errors.
+
+`--in-process`: instead, the same open-loop schedule straight into a ``HoldBatcher`` in this
+process (no HTTP, no projector): what the group commit and the store cost alone, to tell them
+apart from the HTTP path.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import asyncio
 import itertools
 import json
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from bench.bench_api import (
     HttpConnection,
@@ -37,6 +44,8 @@ from bench.common import fresh_database
 from ledger_service.api.auth import mint_token
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import DEVELOPMENT_JWT_SECRET, Settings
+from ledger_service.service.hold_batcher import HoldBatcher
+from ledger_service.service.holds import PlaceHold
 
 FLOORS_MS = {500.0: 15.0, 2000.0: 50.0}
 
@@ -88,6 +97,45 @@ async def measure(port: int, companies: list[str], args: argparse.Namespace) -> 
     return runs
 
 
+def _timed(run: Run, due: float) -> Callable[[Future[Any]], None]:
+    def done(future: Future[Any]) -> None:
+        if future.exception() is None:
+            run.latencies_ms.append((time.perf_counter() - due) * 1000)
+
+    return done
+
+
+def in_process(url: str, companies: list[str], args: argparse.Namespace) -> None:
+    """Holds spread over ``companies`` straight into a batcher, on the open-loop schedule."""
+    ledger = build_ledger(Settings(database_url=url, db_pool_size=4, db_pool_overflow_max=4), url)
+    batcher = HoldBatcher(ledger)
+    batcher.start()
+    for rate in args.rates:
+        run = Run(f"in-process, {len(companies)} wallets", rate)
+        total = int(rate * args.duration_s)
+        start = time.perf_counter()
+        futures = []
+        for i in range(total):
+            due = start + i / rate
+            if (delay := due - time.perf_counter()) > 0:
+                time.sleep(delay)
+            company = companies[i % len(companies)]
+            command = PlaceHold(
+                company_id=company, waba_id=f"{company}-w", category="marketing", units=1,
+                reference=f"in-{rate:.0f}-{i}", actor="bench", idempotency_key="bench",
+            )  # fmt: skip
+            future = batcher.submit(command)
+            future.add_done_callback(_timed(run, due))
+            futures.append(future)
+        for future in futures:
+            if future.exception() is not None:
+                run.errors += 1
+        run.elapsed_s = time.perf_counter() - start
+        print(run.line() + f"  groups so far {batcher.groups:,}", flush=True)
+    batcher.close()
+    ledger.close()
+
+
 async def bench(args: argparse.Namespace) -> None:
     with fresh_database() as url, tempfile.TemporaryDirectory() as logs:
         settings = Settings(database_url=url, db_pool_size=4, db_pool_overflow_max=4)
@@ -95,6 +143,9 @@ async def bench(args: argparse.Namespace) -> None:
         companies = [f"hold-{i:04d}" for i in range(args.companies)]
         open_companies(ledger, companies)
         ledger.close()
+        if args.in_process:
+            in_process(url, companies, args)
+            return
         port = free_port()
         service = start_service(url, port, Path(logs))
         try:
@@ -133,6 +184,7 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--companies", type=int, default=1000)
+    parser.add_argument("--in-process", action="store_true", help="no HTTP: a batcher here")
     asyncio.run(bench(parser.parse_args()))
 
 

@@ -107,10 +107,6 @@ class DebitSplit:
             parts.update(self.grants)
         return parts
 
-    @property
-    def from_grants(self) -> Decimal:
-        return sum(self.grants.values(), ZERO) if self.grants else ZERO
-
 
 def split_credit(
     amount: Decimal,

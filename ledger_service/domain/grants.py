@@ -21,7 +21,6 @@ from enum import StrEnum
 from uuid import UUID, uuid5
 
 from ledger_service.domain.errors import InvalidArgument
-from ledger_service.domain.money import ZERO
 
 GRANT_PREFIX = "grant:"
 """Split keys of grant parts, and the ``reference`` of a grant's entries."""
@@ -87,11 +86,6 @@ def grant_parts(split: Mapping[str, Decimal]) -> Iterator[tuple[str, Decimal]]:
     for key, amount in split.items():
         if key.startswith(GRANT_PREFIX):
             yield key[len(GRANT_PREFIX) :], amount
-
-
-def grants_total(split: Mapping[str, Decimal]) -> Decimal:
-    """The grant parts of a split together (zero when it has none: the common case, cheap)."""
-    return sum((a for _, a in grant_parts(split)), ZERO)
 
 
 def drain(amount: Decimal, grants: Iterable[Grant]) -> dict[str, Decimal]:

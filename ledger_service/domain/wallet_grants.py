@@ -25,6 +25,7 @@ from ledger_service.domain.grants import (
     GrantStatus,
     check_expiry,
     check_priority,
+    grant_parts,
     part_key,
 )
 from ledger_service.domain.money import ZERO, parse_amount
@@ -155,8 +156,7 @@ def retake_closed_remainders(self: Wallet, *, actor: str) -> None:
 
 def apply_grant_parts(self: Wallet, split: dict[str, Decimal], sign: int) -> None:
     """A money entry's grant parts onto the grants (called by the entry's event method)."""
-    for key, part in split.items():
-        if key.startswith(GRANT_PREFIX):
-            grant = self.grants[key[len(GRANT_PREFIX) :]]
-            self.grants[grant.grant_id] = grant.with_remaining(grant.remaining + sign * part)
-            self.granted += sign * part
+    for grant_id, part in grant_parts(split):
+        grant = self.grants[grant_id]
+        self.grants[grant_id] = grant.with_remaining(grant.remaining + sign * part)
+        self.granted += sign * part

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ledger_service.domain import wallet_events
-from ledger_service.domain.grants import GRANT_PREFIX
+from ledger_service.domain.grants import grant_parts
 from ledger_service.domain.money import format_amount
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import HandlerTable
@@ -57,13 +57,12 @@ def apply_grant_parts(
     no longer active (a refund to a closed grant, taken again at once) moves ``granted`` only."""
     total = Decimal(0)
     grants: dict[str, dict[str, Any]] | None = None
-    for key, part in split.items():
-        if key.startswith(GRANT_PREFIX):
-            grants = grants if grants is not None else b.wallet_grants(row)
-            total += part
-            grant = grants.get(key[len(GRANT_PREFIX) :])
-            if grant is not None:
-                grant["remaining"] = format_amount(Decimal(grant["remaining"]) + sign * part)
+    for grant_id, part in grant_parts(split):
+        grants = grants if grants is not None else b.wallet_grants(row)
+        total += part
+        grant = grants.get(grant_id)
+        if grant is not None:
+            grant["remaining"] = format_amount(Decimal(grant["remaining"]) + sign * part)
     row.granted += sign * total
     return total
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -67,6 +67,15 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
                 for i, s in enumerate(self._stored_events, 1)
                 if s.originator_id == originator_id
             ]
+
+    def select_events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+        with self._database_lock:
+            found = [
+                s
+                for s in self._stored_events
+                if s.originator_version > versions.get(s.originator_id, s.originator_version)
+            ]
+        return sorted(found, key=lambda s: (str(s.originator_id), s.originator_version))
 
     def select_command(self, scope: str, key: str) -> CommandRecord | None:
         with self._database_lock:

@@ -19,11 +19,10 @@ import threading
 import time
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
-from eventsourcing.domain import Aggregate
 
 from ledger_service.domain.errors import LedgerError
 from ledger_service.domain.holds import hold_id
@@ -128,6 +127,7 @@ class HoldBatcher:
         outcomes: list[Outcome] = []
         touched: dict[UUID, Wallet] = {}
         try:
+            touched.update(self._cached_wallets(group))
             for command, _ in group:
                 try:
                     wallet = self._wallet(command, touched)
@@ -145,27 +145,29 @@ class HoldBatcher:
             raise
         return outcomes, max(r.notification.id for r in recordings)
 
+    def _cached_wallets(self, group: list[Request]) -> dict[UUID, Wallet]:
+        """The wallets the batcher holds for the group's senders (no reload, no copy of a
+        wallet with many holds), brought up to date with the events others saved since, in
+        one query for the whole group. A race after that fails the save."""
+        routes = {(command.waba_id, command.company_id) for command, _ in group}
+        ids = {self._routes.get(route) for route in routes}
+        wallets = {id_: self._wallets[id_] for id_ in ids if id_ in self._wallets}
+        self.ledger.fast_forward(wallets.values())
+        return wallets
+
     def _wallet(self, command: PlaceHold, touched: dict[UUID, Wallet]) -> Wallet:
-        """The wallet of the request's sender: held by the batcher between groups (no reload,
-        no copy of a wallet with many holds) and brought up to date once per group with the
-        events others saved since (one query). A race after that fails the save."""
+        """The wallet of the request's sender: one of the group's (``touched``), else loaded."""
         route = (command.waba_id, command.company_id)
         wallet_id = self._routes.get(route)
-        if wallet_id is not None and wallet_id in touched:
-            return touched[wallet_id]
-        wallet = None if wallet_id is None else self._wallets.get(wallet_id)
-        if wallet is None:
-            wallet = self.ledger.wallet_for_sender(*route)
-            self._routes[route] = wallet.id
-            self._wallets[wallet.id] = wallet
-        else:
-            for event in self.ledger.events.get(wallet.id, gt=wallet.version):
-                cast(Aggregate.Event, event).mutate(wallet)
-            if command.waba_id not in wallet.senders:  # unlinked since: route afresh
-                self._routes.pop(route, None)
-                self._wallets.pop(wallet.id, None)
-                return self._wallet(command, touched)
-        touched[wallet.id] = wallet
+        if wallet_id in touched:
+            wallet = touched[wallet_id]
+            if command.waba_id in wallet.senders:
+                return wallet
+            del self._routes[route]  # unlinked since: route afresh
+        wallet = self.ledger.wallet_for_sender(*route)
+        wallet = touched.setdefault(wallet.id, wallet)  # the group's copy if it has one
+        self._routes[route] = wallet.id
+        self._wallets[wallet.id] = wallet
         return wallet
 
 

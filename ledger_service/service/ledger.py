@@ -86,6 +86,18 @@ class SetAsSortedList(Transcoding):
         return set(data)
 
 
+def snapshot_interval(base: int, items: int) -> int:
+    """``base``, doubled until it is at least ``items``: a wallet carrying many holds is
+    snapshotted less often, so snapshots cost a bounded amount per event (a snapshot of 5,000
+    holds every 200 events was three quarters of a hot wallet's hold time). Doubling keeps the
+    intervals multiples of each other, so one is due at least every ``interval`` events while
+    the size moves. A cold load replays at most that many events."""
+    interval = base
+    while interval < items:
+        interval *= 2
+    return interval
+
+
 class LedgerApplication(Application[UUID]):
     name = "Ledger"
     is_snapshotting_enabled = True
@@ -173,6 +185,8 @@ class LedgerApplication(Application[UUID]):
         for domain_event in processing_event.events:
             aggregate = processing_event.aggregates.get(domain_event.originator_id)
             interval = self.snapshotting_intervals.get(type(aggregate)) if aggregate else None
+            if interval and isinstance(aggregate, Wallet):
+                interval = snapshot_interval(interval, aggregate.snapshot_items)
             if (
                 aggregate is not None
                 and interval
@@ -200,6 +214,15 @@ class LedgerApplication(Application[UUID]):
         for id_ in ids:
             with contextlib.suppress(KeyError):
                 cache.get(id_, evict=True)
+
+    def fast_forward(self, aggregates: Iterable[Aggregate]) -> None:
+        """Bring aggregates held in memory up to date with the events saved since their
+        versions, in one query for all of them."""
+        by_id = {aggregate.id: aggregate for aggregate in aggregates}
+        versions = {id_: aggregate.version for id_, aggregate in by_id.items()}
+        for stored in self.command_store.select_events_after(versions):
+            event = cast(Aggregate.Event, self.mapper.to_domain_event(stored))
+            event.mutate(by_id[event.originator_id])
 
     # -- loading --------------------------------------------------------------------------
 

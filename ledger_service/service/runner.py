@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, 
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
 from ledger_service.domain.errors import (
     ConcurrencyConflict,
@@ -103,6 +103,8 @@ class CommandStore(Protocol):
     def forget_consumer_positions(self, prefix: str) -> int: ...
 
     def select_positions(self, originator_id: UUID) -> list[tuple[int, int]]: ...
+
+    def select_events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]: ...
 
 
 @dataclass

@@ -29,7 +29,7 @@ from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.holds import PlaceHold
-from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.ledger import LedgerApplication, snapshot_interval
 from tests.fakes import InMemoryLedger
 
 D = Decimal
@@ -277,3 +277,23 @@ def test_the_batcher_decides_on_what_other_writers_saved_meanwhile(
     wallet = ledger.get_wallet("acme")
     assert (wallet.held, wallet.available) == (D(7), D(0))
     assert verify(ledger).ok
+
+
+def test_a_wallet_with_many_holds_is_snapshotted_less_often() -> None:
+    """The snapshot interval doubles past the number of holds and grants a wallet carries, so
+    a pool with thousands of active holds is not re-serialised every 200 events."""
+    assert [snapshot_interval(200, n) for n in (0, 200, 201, 5000)] == [200, 200, 400, 6400]
+    app = InMemoryLedger()
+    app.open_wallet(
+        company_id="big", currency="USD", included_quota="0", postpaid_limit="1000000",
+        rate_card={"marketing": "1"}, actor="t", idempotency_key="o",
+    )  # fmt: skip
+    app.link_sender(company_id="big", waba_id="big-w1", actor="t", idempotency_key="l")
+    for i in range(650):  # one event each: versions 3..652, holds 1..650
+        hold(app, f"m{i}", units=1, company_id="big", waba_id="big-w1")
+    wallet = app.get_wallet("big")
+    snapshots = [s.originator_version for s in app.snapshots.get(wallet.id)]  # type: ignore[union-attr]
+    # At 200 it carried 198 holds (interval 200), at 400 398 (interval 400); at 600 it carried
+    # 598 holds, so its interval was 800 and no snapshot was taken.
+    assert snapshots == [200, 400]
+    app.close()

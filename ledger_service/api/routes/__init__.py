@@ -29,9 +29,21 @@ from ledger_service.api.routes.dependencies import ApiState
 
 __all__ = ["RESOURCE_ROUTERS", "ApiState", "router"]
 
+# In order of traffic: FastAPI tries routes in order, and holds (one per message sent) were a
+# third of a hold request's time behind the other routers' patterns.
 RESOURCE_ROUTERS = tuple(
     r.router
-    for r in (wallets, history, topups, grants, holds, adjustments, refunds, transfers, admin)
+    for r in (
+        holds,
+        wallets,
+        history,
+        topups,
+        grants,
+        adjustments,
+        refunds,
+        transfers,
+        admin,
+    )
 )
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 for resource_router in RESOURCE_ROUTERS:

@@ -52,6 +52,12 @@ def state_of(request: Request) -> ApiState:
     return state
 
 
+async def api_state(request: Request) -> ApiState:
+    """``state_of`` as a dependency: ``async`` because FastAPI runs a plain function in a
+    worker thread, a hop that cost more than the rest of the dependency resolution."""
+    return state_of(request)
+
+
 def reads_of(state: ApiState) -> ReadModels:
     if state.reads is None:
         raise ApiError(503, "UNAVAILABLE", "the read-model pool is not open")
@@ -79,7 +85,7 @@ async def sender(caller: Annotated[Principal, Depends(principal)]) -> Principal:
     return caller
 
 
-State = Annotated[ApiState, Depends(state_of)]
+State = Annotated[ApiState, Depends(api_state)]
 Caller = Annotated[Principal, Depends(principal)]
 Operator = Annotated[Principal, Depends(operator)]
 Sender = Annotated[Principal, Depends(sender)]

@@ -1,4 +1,5 @@
-"""Ingestion under faults: a consumer process killed with SIGKILL, and a database outage."""
+"""Ingestion under faults: a consumer process killed with SIGKILL (also between holds and the
+usage events that settle them), and a database outage."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +20,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
+from ledger_service.domain.holds import HoldStatus
+from ledger_service.domain.ids import wallet_id
 from ledger_service.domain.wallet import Wallet
+from ledger_service.service.hold_batcher import HoldBatcher
+from ledger_service.service.holds import PlaceHold
 from ledger_service.service.ledger import LedgerApplication
 from tests.integration.ingestion_support import (
     consumed_count,
@@ -157,3 +163,62 @@ async def test_database_outage_pauses_without_dead_lettering_or_skipping(
         assert running.consumer.ready
     assert ledger.get_wallet(company_id).prepaid == D("97.5")
     assert await read_all(kafka_bootstrap, topics.dlq, expected=1, timeout_s=2) == []
+
+
+def hold(company_id: str, sender: str, i: int) -> PlaceHold:
+    return PlaceHold(
+        company_id=company_id, waba_id=sender, category="marketing", units=1,
+        reference=f"{company_id}-m{i}", actor="sender", idempotency_key=str(i),
+    )  # fmt: skip
+
+
+async def test_consumer_killed_between_holds_and_their_usage_settles_each_hold_once(
+    ledger: LedgerApplication, database_url: str, kafka_bootstrap: str, company_id: str
+) -> None:
+    """Holds placed, then their usage events published; the consumer is SIGKILLed part-way
+    and restarted: every hold is settled exactly once and each message charged once."""
+    topics = await new_topics(kafka_bootstrap)
+    sender = f"{company_id}-w0"
+    open_company(ledger, company_id, [sender], prepaid="0", limit="100000")
+    count = 2000
+    batcher = HoldBatcher(ledger)
+    batcher.start()
+    try:
+        futures = [batcher.submit(hold(company_id, sender, i)) for i in range(count)]
+        for future in futures:
+            future.result(timeout=60)
+    finally:
+        batcher.close()
+    events = [usage_event(company_id, sender, event_id=f"{company_id}-m{i}") for i in range(count)]
+    await produce(kafka_bootstrap, topics.usage, events)
+    env = {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LEDGER_USAGE_TOPIC": topics.usage,
+        "LEDGER_DLQ_TOPIC": topics.dlq,
+        "LEDGER_CONSUMER_GROUP": topics.group,
+        "LEDGER_BATCH_SIZE_MAX": "50",
+        "LEDGER_DB_POOL_SIZE": "2",
+    }
+    first = consume_process(env)
+    try:
+        await wait_for(lambda: consumed_count(ledger, topics.usage) >= 300, 90)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert consumed_count(ledger, topics.usage) < count, "finished before it could be killed"
+    second = consume_process(env)
+    try:
+        await wait_until_consumed(ledger, topics.usage, count, 120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+
+    ledger.evict([wallet_id(company_id)])
+    wallet = ledger.get_wallet(company_id)
+    history = list(ledger.events.get(wallet.id))
+    closed = [e for e in history if isinstance(e, Wallet.HoldClosed)]
+    assert Counter(e.status for e in closed) == {HoldStatus.SETTLED: count}
+    assert len({e.hold_id for e in closed}) == count
+    assert sum(isinstance(e, Wallet.Debited) for e in history) == count
+    assert (wallet.holds, wallet.held, wallet.postpaid_used) == ({}, D(0), D(count) * D("0.5"))

@@ -29,6 +29,7 @@ from ledger_service.reactions.follower import LogFollower
 from ledger_service.reactions.notifications import NotificationRelay
 from ledger_service.reactions.positions import FollowerPositions
 from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.payments import MockPaymentProvider
 from ledger_service.store import LedgerRecorder
 from projections.projector import Projector
 from projections.queries import ReadModels
@@ -140,6 +141,8 @@ def build_ledger(
     ledger = LedgerApplication(env=env)
     ledger.retry_count_max = settings.command_retry_count_max
     ledger.adjustment_approval_threshold = settings.adjustment_approval_threshold
+    if settings.payments_provider == "mock":
+        ledger.payment_provider = MockPaymentProvider(settings.public_url)
     return ledger
 
 
@@ -293,4 +296,15 @@ def build_api(
         projection_lag_events_max=settings.readyz_projection_lag_events_max,
         readiness_checks=readiness_checks,
         hold_group_window_s=settings.hold_group_window_ms / 1000,
+        webhook_secrets=webhook_secrets(settings),
     )
+
+
+def webhook_secrets(settings: Settings) -> dict[str, str]:
+    """The payment providers whose signed webhooks the API accepts, with their secrets."""
+    secrets = {}
+    if settings.payments_stripe_webhook_secret:
+        secrets["stripe"] = settings.payments_stripe_webhook_secret
+    if settings.payments_provider == "mock":
+        secrets["mock"] = settings.payments_mock_webhook_secret
+    return secrets

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in prod
+DEVELOPMENT_MOCK_WEBHOOK_SECRET = "whsec_mock_development_only"  # noqa: S105 - mock only
 
 
 class Settings(BaseSettings):
@@ -62,6 +63,23 @@ class Settings(BaseSettings):
         description="adjustments above this amount wait for a second operator (0: all of them)",
     )
 
+    # -- payments (card top-ups) -----------------------------------------------------------
+    payments_provider: Literal["mock", "none"] = Field(
+        default="mock",
+        description="who collects card top-ups: the built-in mock checkout (development and "
+        "tests; refused in production) or none (invoice top-ups only)",
+    )
+    payments_public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/\s]+$",
+        description="scheme://host[:port] the payer's browser reaches this service at; "
+        "unset: http://{http_host}:{http_port}",
+    )
+    payments_stripe_webhook_secret: str | None = Field(
+        default=None, description="Stripe's endpoint secret (whsec_...); unset: webhook off"
+    )
+    payments_mock_webhook_secret: str = DEVELOPMENT_MOCK_WEBHOOK_SECRET
+
     # -- Kafka ingestion ------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = embedded Tansu broker"
@@ -96,6 +114,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=86_400, description="how often due billing cycles are started"
     )
 
+    @property
+    def public_url(self) -> str:
+        return self.payments_public_url or f"http://{self.http_host}:{self.http_port}"
+
     @model_validator(mode="after")
     def _refuse_unsafe_outside_development(self) -> Settings:
         if self.environment == "production":
@@ -105,5 +127,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "LEDGER_DATABASE_URL must be set in production "
                     "(the embedded PostgreSQL is for development)"
+                )
+            if self.payments_provider == "mock":
+                raise ValueError(
+                    "LEDGER_PAYMENTS_PROVIDER=mock takes card payments nobody made: set it to "
+                    "none in production"
                 )
         return self

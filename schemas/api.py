@@ -8,6 +8,7 @@ Unknown fields are refused, so a typo never silently drops part of a request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -229,6 +230,34 @@ class UsageOut(BaseModel):
 # -- top-ups --------------------------------------------------------------------------------
 
 
+class PaymentOrderOut(BaseModel):
+    """A card payment attempt for an invoiced top-up; the payer completes it at
+    ``checkout_url``, and the provider's signed webhook moves it on."""
+
+    id: UUID
+    topup_id: UUID
+    company_id: str
+    provider: str
+    status: Literal["created", "succeeded", "failed", "expired", "needs_review"]
+    amount_total: str
+    currency: str
+    checkout_url: str | None
+    position: int | None = Field(
+        default=None, description="event-store position of the write (for min_position)"
+    )
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any]) -> PaymentOrderOut:
+        return cls(id=state["payment_order_id"], **state)
+
+
+class WebhookOut(BaseModel):
+    outcome: Literal["applied", "ignored"]
+    """``ignored``: an event type the ledger does not act on, or an order already final."""
+    payment_order_id: UUID | None = None
+    status: Literal["created", "succeeded", "failed", "expired", "needs_review"] | None = None
+
+
 class TopupOut(BaseModel):
     id: UUID
     company_id: str
@@ -249,6 +278,9 @@ class TopupOut(BaseModel):
     rejected_at: datetime | None = None
     cancelled_at: datetime | None = None
     updated_at: datetime | None = None
+    payment_order: PaymentOrderOut | None = Field(
+        default=None, description="card top-ups: the payment order just created"
+    )
     position: int | None = Field(
         default=None, description="writes: the event-store position (read-your-writes)"
     )

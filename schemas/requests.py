@@ -155,6 +155,11 @@ class TopupRequestIn(Request):
     amount: Money
     currency: Currency
     note: Text = ""
+    payment_method: Literal["invoice", "card"] = Field(
+        default="invoice",
+        description="invoice: an operator approves and marks it paid; card: invoiced at once "
+        "with a payment order whose checkout_url collects it",
+    )
 
     def to_command(self, *, actor: str, idempotency_key: str) -> RequestTopup:
         return RequestTopup(
@@ -162,6 +167,7 @@ class TopupRequestIn(Request):
             amount=Decimal(self.amount),
             currency=self.currency,
             note=self.note,
+            payment_method=self.payment_method,
             actor=actor,
             idempotency_key=idempotency_key,
         )

@@ -9,7 +9,7 @@ consumer) add a named check to ``/readyz``: an async callable that raises when n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,8 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ledger_service import metrics
 from ledger_service.api.auth import Authenticator
 from ledger_service.api.context import RequestContextMiddleware
-from ledger_service.api.errors import install_error_handlers
-from ledger_service.api.routes import ApiState, router
+from ledger_service.api.errors import ERROR_RESPONSES, install_error_handlers
+from ledger_service.api.routes import ApiState, payments, router
 from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.ledger import LedgerApplication
 from projections.queries import ReadModels
@@ -43,12 +43,16 @@ def create_app(
     projection_lag_events_max: int = 100_000,
     readiness_checks: dict[str, ReadinessCheck] | None = None,
     hold_group_window_s: float = 0.0,
+    webhook_secrets: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``)."""
+    """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``).
+    ``webhook_secrets``: provider -> the secret its webhooks are signed with (a provider
+    without one has no webhook endpoint)."""
     state = ApiState(
         ledger=ledger,
         authenticate=Authenticator(jwt_secret),
         read_wait_timeout_s=read_wait_timeout_s,
+        webhook_secrets=dict(webhook_secrets or {}),
     )
 
     @asynccontextmanager
@@ -80,6 +84,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(payments.public_router, prefix="/v1", responses=ERROR_RESPONSES)
     _ops_routes(app, state, projection_lag_events_max, readiness_checks or {})
     return app
 

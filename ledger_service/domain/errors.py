@@ -50,6 +50,10 @@ class TopupNotFound(NotFound):
     code = "TOPUP_NOT_FOUND"
 
 
+class PaymentOrderNotFound(NotFound):
+    code = "PAYMENT_ORDER_NOT_FOUND"
+
+
 class AdjustmentNotFound(NotFound):
     code = "ADJUSTMENT_NOT_FOUND"
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from iso4217 import Currency
+
 from ledger_service.domain.errors import CurrencyMismatch, InvalidAmount, InvalidArgument
 
 FRACTION_DIGITS_MAX = 7
@@ -106,6 +108,31 @@ def parse_currency(value: object) -> str:
             f"currency must be a 3-letter upper-case ISO 4217 code, got {value!r}"
         )
     return value
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Digits after the decimal point of ``currency``'s minor unit, from ISO 4217 (USD 2,
+    JPY 0, KWD 3): how payment providers count amounts (``amount_total`` in cents)."""
+    try:
+        exponent = Currency(parse_currency(currency)).exponent
+    except ValueError:
+        raise InvalidArgument(f"{currency} is not an ISO 4217 currency") from None
+    if exponent is None:  # gold, SDRs and the like: no minor unit, nothing to pay in
+        raise InvalidArgument(f"{currency} has no minor unit to pay in")
+    return int(exponent)
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """``amount`` in minor units (12.34 USD -> 1234); it must be a whole number of them."""
+    minor = amount.scaleb(minor_unit_exponent(currency))
+    if minor != minor.to_integral_value():
+        raise InvalidAmount(f"{format_amount(amount)} {currency} is not whole minor units")
+    return int(minor)
+
+
+def from_minor_units(minor: int, currency: str) -> Decimal:
+    """The amount of ``minor`` units (1234 USD cents -> 12.34)."""
+    return canonical(Decimal(minor).scaleb(-minor_unit_exponent(currency)))
 
 
 @dataclass(frozen=True, slots=True)

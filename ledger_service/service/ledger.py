@@ -24,6 +24,7 @@ from ledger_service.domain.adjustment import Adjustment
 from ledger_service.domain.entries import Debited
 from ledger_service.domain.errors import (
     AdjustmentNotFound,
+    PaymentOrderNotFound,
     SenderNotLinked,
     TopupNotFound,
     UnknownCompany,
@@ -32,6 +33,7 @@ from ledger_service.domain.errors import (
     WalletNotFound,
 )
 from ledger_service.domain.ids import check_key, sender_registration_id, wallet_id
+from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.domain.refund import Refund
 from ledger_service.domain.registry import SenderRegistration
 from ledger_service.domain.topup import TopupRequest
@@ -42,12 +44,14 @@ from ledger_service.service import (
     cycles,
     grants,
     holds,
+    payments,
     refunds,
     topups,
     transfers,
     usage,
     wallets,
 )
+from ledger_service.service.payments import PaymentProvider
 from ledger_service.service.runner import (
     Command,
     CommandStore,
@@ -108,6 +112,8 @@ class LedgerApplication(Application[UUID]):
     retry_count_max = 8
     adjustment_approval_threshold = Decimal(0)
     """Adjustments above this amount wait for a second operator (the service's setting)."""
+    payment_provider: PaymentProvider | None = None
+    """Opens card checkouts (set by the composition root); None: invoice top-ups only."""
 
     # -- commands -------------------------------------------------------------------------
 
@@ -125,6 +131,8 @@ class LedgerApplication(Application[UUID]):
     reject_topup = command_method(topups.RejectTopup)
     cancel_topup = command_method(topups.CancelTopup)
     mark_topup_paid = command_method(topups.MarkTopupPaid)
+    create_payment_order = command_method(topups.CreatePaymentOrder)
+    apply_payment_event = command_method(payments.ApplyPaymentEvent)
     transfer = command_method(transfers.TransferMoney)
     request_adjustment = command_method(adjustments.RequestAdjustment)
     approve_adjustment = command_method(adjustments.ApproveAdjustment)
@@ -242,6 +250,12 @@ class LedgerApplication(Application[UUID]):
             return cast(TopupRequest, self.repository.get(topup_id))
         except AggregateNotFoundError:
             raise TopupNotFound(f"no top-up request {topup_id}") from None
+
+    def get_payment_order(self, order_id: UUID) -> PaymentOrder:
+        try:
+            return cast(PaymentOrder, self.repository.get(order_id))
+        except AggregateNotFoundError:
+            raise PaymentOrderNotFound(f"no payment order {order_id}") from None
 
     def get_adjustment(self, adjustment_id: UUID) -> Adjustment:
         try:

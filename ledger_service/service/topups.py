@@ -10,13 +10,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar, Literal, NotRequired, TypedDict
 from uuid import UUID
 
-from ledger_service.domain import accounts
 from ledger_service.domain.errors import CurrencyMismatch, NotPermitted, TopupNotFound
 from ledger_service.domain.money import format_amount, parse_amount, parse_currency
 from ledger_service.domain.registry import InvoiceNumberClaim
 from ledger_service.domain.topup import TopupRequest, TopupStatus
-from ledger_service.domain.wallet import CreditBucket, CreditKind
-from ledger_service.service.runner import Command, Decision
+from ledger_service.service.payments import (
+    PaymentOrderState,
+    open_payment_order,
+    order_state,
+    pay_topup,
+)
+from ledger_service.service.runner import Command, Decision, R
 from ledger_service.service.values import set_field
 
 if TYPE_CHECKING:
@@ -24,11 +28,14 @@ if TYPE_CHECKING:
 
 AUTO_TOPUP_ACTOR = "auto-topup"
 TopupStatusText = Literal["pending", "invoiced", "completed", "rejected", "cancelled"]
+PaymentMethod = Literal["invoice", "card"]
 
 
 class TopupRequested(TypedDict):
     topup_id: str
     status: TopupStatusText
+    invoice_number: NotRequired[str | None]
+    payment_order: NotRequired[PaymentOrderState]
     position: NotRequired[int | None]
 
 
@@ -65,9 +72,19 @@ class RequestTopup(Command[TopupRequested]):
     currency: str
     note: str = ""
     pool_sender_id: str | None = None
+    payment_method: PaymentMethod = "invoice"
+    """``invoice``: an operator approves, the payment arrives offline, an operator marks it
+    paid. ``card``: invoiced at once, with a payment order whose checkout collects it."""
 
     def __post_init__(self) -> None:
         set_field(self, "amount", parse_amount(self.amount, allow_zero=False))
+
+    def fingerprint_fields(self) -> dict[str, object]:
+        # Invoice requests fingerprint as before card payments existed (recorded keys replay).
+        fields = super().fingerprint_fields()
+        if self.payment_method == "invoice":
+            del fields["payment_method"]
+        return fields
 
     def scope(self, ledger: LedgerApplication) -> str:
         return self.company_id
@@ -86,17 +103,34 @@ class RequestTopup(Command[TopupRequested]):
             note=self.note,
             actor=self.actor,
         )
-        return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})
+        if self.payment_method == "invoice":
+            return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})
+        claim = issue_invoice(topup, self.actor)
+        order = open_payment_order(ledger, topup, self.actor)
+        return Decision(
+            [topup, claim, order],
+            {
+                "topup_id": str(topup.id),
+                "status": topup.status.value,
+                "invoice_number": topup.invoice_number,
+                "payment_order": order_state(order),
+            },
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
-class TopupCommand(Command[TopupChanged]):
+class TopupStep(Command[R]):
     """A step of an existing top-up: scoped by the company the top-up belongs to."""
 
     topup_id: UUID
 
     def scope(self, ledger: LedgerApplication) -> str:
         return ledger.get_topup(self.topup_id).company_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopupCommand(TopupStep[TopupChanged]):
+    """A step that answers with the top-up's new state."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,10 +141,15 @@ class ApproveTopup(TopupCommand):
 
     def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
         topup = ledger.get_topup(self.topup_id)
-        number = new_invoice_number(topup.company_id)
-        topup.approve(invoice_number=number, actor=self.actor)
-        claim = InvoiceNumberClaim(invoice_number=number, topup_id=topup.id)
+        claim = issue_invoice(topup, self.actor)
         return Decision([topup, claim], topup_result(topup))
+
+
+def issue_invoice(topup: TopupRequest, actor: str) -> InvoiceNumberClaim:
+    """Approve ``topup`` with a new invoice number and the claim that keeps it unique."""
+    number = new_invoice_number(topup.company_id)
+    topup.approve(invoice_number=number, actor=actor)
+    return InvoiceNumberClaim(invoice_number=number, topup_id=topup.id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,17 +199,22 @@ class MarkTopupPaid(TopupCommand):
 
     def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
         topup = ledger.get_topup(self.topup_id)
-        wallet = ledger.get_wallet_by_id(topup.wallet_id)
-        topup.mark_paid(payment_reference=self.payment_reference, actor=self.actor)
-        wallet.credit(
-            topup.amount,
-            bucket=CreditBucket.PREPAID,
-            kind=CreditKind.TOPUP,
-            counter_account=accounts.CASH_CLEARING,
-            reference=f"topup:{topup.id}:{topup.invoice_number}",
-            actor=self.actor,
+        wallet = pay_topup(
+            ledger, topup, payment_reference=self.payment_reference, actor=self.actor
         )
         return Decision([topup, wallet], topup_result(topup))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreatePaymentOrder(TopupStep[PaymentOrderState]):
+    """Another card payment order for an invoiced top-up (e.g. after a declined card or an
+    expired checkout)."""
+
+    name: ClassVar[str] = "create_payment_order"
+
+    def decide(self, ledger: LedgerApplication) -> Decision[PaymentOrderState]:
+        order = open_payment_order(ledger, ledger.get_topup(self.topup_id), self.actor)
+        return Decision([order], order_state(order))
 
 
 def request_auto_topup(

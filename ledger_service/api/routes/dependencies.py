@@ -41,6 +41,8 @@ class ApiState:
     reads: ReadModels | None = None
     holds: HoldBatcher | None = None
     """Commits hold requests in groups, while the app runs (None: one save per hold)."""
+    webhook_secrets: dict[str, str] = field(default_factory=dict)
+    """Payment provider -> the secret its webhooks are signed with."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 

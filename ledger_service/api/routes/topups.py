@@ -26,7 +26,7 @@ from ledger_service.api.routes.dependencies import (
 )
 from ledger_service.domain.money import format_amount
 from ledger_service.service.topups import ApproveTopup, TopupChanged
-from schemas.api import KEY_PATTERN, TopupOut, TopupsPage
+from schemas.api import KEY_PATTERN, PaymentOrderOut, TopupOut, TopupsPage
 from schemas.requests import CancelIn, MarkPaidIn, RejectIn, TopupRequestIn
 
 router = APIRouter()
@@ -36,10 +36,13 @@ router = APIRouter()
 async def request_topup(
     body: TopupRequestIn, state: State, caller: Caller, idempotency_key: IdempotencyKey = None
 ) -> TopupOut:
-    """Ask for prepaid credit; starts ``pending`` (scope billing.view, own company)."""
+    """Ask for prepaid credit (scope billing.view, own company). An ``invoice`` request
+    starts ``pending`` for an operator to approve; a ``card`` request is invoiced at once and
+    answered with its ``payment_order``, whose ``checkout_url`` the payer opens."""
     see(caller, body.company_id)
     command = body.to_command(actor=caller.subject, idempotency_key=key(idempotency_key))
     result = await write(state, command)
+    order = result.get("payment_order")
     return TopupOut(
         id=UUID(result["topup_id"]),
         company_id=body.company_id,
@@ -47,7 +50,9 @@ async def request_topup(
         amount=body.amount,
         currency=body.currency,
         note=body.note,
+        invoice_number=result.get("invoice_number"),
         requested_by=caller.subject,
+        payment_order=None if order is None else PaymentOrderOut.of(order),
         position=result["position"],
     )
 

@@ -1,0 +1,253 @@
+"""Card payments without a database: minor units, the payment order's lifecycle, the webhook
+signature check (real Stripe signing), the mapping of Stripe events, and the commands on an
+in-memory ledger (a succeeded order credits once; a mismatch credits nothing)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+import stripe
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger_service.api.errors import ApiError
+from ledger_service.api.payment_webhooks import payment_command, verified_event
+from ledger_service.domain.errors import InvalidAmount, InvalidArgument, InvalidTransition
+from ledger_service.domain.money import from_minor_units, to_minor_units
+from ledger_service.domain.payment_order import PaymentOrder, PaymentOrderStatus
+from ledger_service.domain.topup import TopupStatus
+from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.payments import ApplyPaymentEvent, MockPaymentProvider
+from tests.fakes import InMemoryLedger
+
+D = Decimal
+SECRET = "whsec_test_secret"
+
+
+# -- minor units --------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.sampled_from(["USD", "JPY", "KWD", "INR"]))
+def test_minor_units_round_trip(minor: int, currency: str) -> None:
+    assert to_minor_units(from_minor_units(minor, currency), currency) == minor
+
+
+def test_minor_units_follow_the_iso_4217_exponent() -> None:
+    assert [to_minor_units(D("12.34"), "USD"), to_minor_units(D(500), "JPY")] == [1234, 500]
+    assert from_minor_units(1234, "KWD") == D("1.234")
+    with pytest.raises(InvalidAmount):
+        to_minor_units(D("0.5"), "JPY")  # yen have no fraction
+    with pytest.raises(InvalidArgument):
+        to_minor_units(D(1), "XAU")  # gold has no minor unit
+    with pytest.raises(InvalidArgument):
+        to_minor_units(D(1), "ABC")
+
+
+# -- the order's lifecycle ----------------------------------------------------------------
+
+
+def new_order() -> PaymentOrder:
+    return PaymentOrder.create(
+        topup_id=uuid4(), company_id="acme", provider="mock", amount_total=D(40),
+        currency="USD", actor="t",
+    )  # fmt: skip
+
+
+def test_a_declined_card_may_be_retried_in_the_same_checkout() -> None:
+    order = new_order()
+    order.fail(provider_event_id="e1", reason="declined", actor="w")
+    order.succeed(provider_event_id="e2", actor="w")
+    assert order.status is PaymentOrderStatus.SUCCEEDED
+    assert order.provider_event_ids == ["e1", "e2"]
+
+
+@pytest.mark.parametrize("final", ["succeed", "expire", "flag"])
+def test_a_final_order_takes_no_further_event(final: str) -> None:
+    order = new_order()
+    {
+        "succeed": lambda: order.succeed(provider_event_id="e1", actor="w"),
+        "expire": lambda: order.expire(provider_event_id="e1", actor="w"),
+        "flag": lambda: order.flag_for_review(
+            provider_event_id="e1", amount_paid=D(1), currency_paid="USD", reason="r", actor="w"
+        ),
+    }[final]()
+    for again in (
+        lambda: order.succeed(provider_event_id="e2", actor="w"),
+        lambda: order.fail(provider_event_id="e2", reason="x", actor="w"),
+        lambda: order.expire(provider_event_id="e2", actor="w"),
+    ):
+        with pytest.raises(InvalidTransition):
+            again()
+
+
+def test_an_order_is_for_whole_minor_units() -> None:
+    with pytest.raises(InvalidAmount):
+        PaymentOrder.create(
+            topup_id=uuid4(), company_id="acme", provider="mock", amount_total=D("10.001"),
+            currency="USD", actor="t",
+        )  # fmt: skip
+
+
+# -- webhook signatures and events ---------------------------------------------------------
+
+
+def signed(event: dict[str, Any], secret: str = SECRET, at: int | None = None) -> tuple[bytes, str]:
+    payload = json.dumps(event)
+    return payload.encode(), stripe.WebhookSignature.generate_signature_header(
+        payload, secret, timestamp=at
+    )
+
+
+def completed(order_id: UUID | str, amount_minor: int = 4000, **extra: Any) -> dict[str, Any]:
+    session = {"id": "cs_1", "client_reference_id": str(order_id), "amount_total": amount_minor,
+               "currency": "usd", "payment_status": "paid"} | extra  # fmt: skip
+    return {"id": f"evt_{uuid4().hex}", "type": "checkout.session.completed",
+            "data": {"object": session}}  # fmt: skip
+
+
+def test_a_genuine_signature_is_accepted_and_others_are_refused() -> None:
+    event = completed(uuid4())
+    payload, header = signed(event)
+    assert verified_event(payload, header, SECRET).id == event["id"]
+    cases = {
+        "WEBHOOK_SIGNATURE_INVALID": [
+            (payload, signed(event, secret="whsec_other")[1]),  # another secret
+            (payload.replace(b"4000", b"9000"), header),  # tampered body
+            (payload, None),  # no header
+            (payload, "garbage"),
+        ],
+        "WEBHOOK_TIMESTAMP_TOO_OLD": [signed(event, at=int(time.time()) - 600)],
+    }
+    for code, attempts in cases.items():
+        for body, signature in attempts:
+            with pytest.raises(ApiError) as refused:
+                verified_event(body, signature, SECRET)
+            assert (refused.value.status, refused.value.code) == (400, code)
+
+
+def test_stripe_events_map_to_the_ledger_command_or_to_nothing() -> None:
+    order = uuid4()
+    succeeded = payment_command(verified_event(*signed(completed(order)), SECRET), "stripe")
+    assert succeeded is not None
+    assert (succeeded.kind, succeeded.payment_order_id, succeeded.amount_minor) == (
+        "succeeded", order, 4000
+    )  # fmt: skip
+    pending = completed(order, payment_status="unpaid")  # an async method: wait for it
+    failed = {"id": "evt_f", "type": "payment_intent.payment_failed", "data": {"object": {
+        "metadata": {"ledger_payment_order_id": str(order)},
+        "last_payment_error": {"code": "card_declined", "message": "Declined"}}}}  # fmt: skip
+    expired = {"id": "evt_x", "type": "checkout.session.expired",
+               "data": {"object": {"client_reference_id": str(order)}}}  # fmt: skip
+    other = {"id": "evt_o", "type": "customer.created", "data": {"object": {}}}
+    kinds = [
+        (c.kind, c.reason) if c else None
+        for c in (payment_command(verified_event(*signed(e), SECRET), "stripe")
+                  for e in (pending, failed, expired, other))
+    ]  # fmt: skip
+    assert kinds == [None, ("failed", "Declined"), ("expired", ""), None]
+    with pytest.raises(ApiError):  # names no order of ours
+        payment_command(verified_event(*signed(completed("not-a-uuid")), SECRET), "stripe")
+
+
+# -- commands on a ledger --------------------------------------------------------------------
+
+
+@pytest.fixture
+def ledger() -> Iterator[LedgerApplication]:
+    app = InMemoryLedger()
+    app.payment_provider = MockPaymentProvider("http://ledger.test")
+    app.open_wallet(
+        company_id="acme", currency="USD", included_quota="0", postpaid_limit="0",
+        rate_card={"marketing": "1"}, actor="t", idempotency_key="o",
+    )  # fmt: skip
+    yield app
+    app.close()
+
+
+def card_topup(ledger: LedgerApplication, amount: str = "40") -> dict[str, Any]:
+    return dict(ledger.request_topup(
+        company_id="acme", amount=amount, currency="USD", payment_method="card", actor="tenant",
+        idempotency_key=uuid4().hex,
+    ))  # fmt: skip
+
+
+def apply(ledger: LedgerApplication, order_id: str, event_id: str, **kwargs: Any) -> Any:
+    params = {"provider": "mock", "payment_order_id": UUID(order_id), "kind": "succeeded",
+              "amount_minor": 4000, "currency": "usd", "actor": "webhook",
+              "idempotency_key": event_id} | kwargs  # fmt: skip
+    return ledger.handle(ApplyPaymentEvent(**params))
+
+
+def test_a_card_topup_is_invoiced_with_an_order_and_credited_once(
+    ledger: LedgerApplication,
+) -> None:
+    requested = card_topup(ledger)
+    order = requested["payment_order"]
+    assert requested["status"] == "invoiced"
+    assert requested["invoice_number"]
+    assert order["checkout_url"] == (
+        f"http://ledger.test/v1/payments/mock/checkout/{order['payment_order_id']}"
+    )
+    first = apply(ledger, order["payment_order_id"], "evt_1")
+    again = apply(ledger, order["payment_order_id"], "evt_1")  # redelivered
+    other = apply(ledger, order["payment_order_id"], "evt_2")  # another event, same payment
+    assert (first["outcome"], first["status"]) == ("applied", "succeeded")
+    assert again == first
+    assert (other["outcome"], other["position"]) == ("ignored", None)
+    assert ledger.get_wallet("acme").prepaid == D(40)
+    assert ledger.get_topup(UUID(requested["topup_id"])).status is TopupStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("paid", "reason"),
+    [({"amount_minor": 3999}, "paid 39.99 USD"), ({"currency": "eur"}, "paid 40 EUR")],
+)
+def test_a_payment_that_is_not_the_order_is_flagged_and_credits_nothing(
+    ledger: LedgerApplication, paid: dict[str, Any], reason: str
+) -> None:
+    order = card_topup(ledger)["payment_order"]
+    result = apply(ledger, order["payment_order_id"], "evt_1", **paid)
+    assert result["status"] == "needs_review"
+    flagged = ledger.get_payment_order(UUID(order["payment_order_id"]))
+    assert flagged.failure_reason is not None
+    assert flagged.failure_reason.startswith(reason)
+    assert ledger.get_wallet("acme").prepaid == D(0)
+
+
+def test_a_payment_for_a_topup_already_paid_is_flagged_not_credited_twice(
+    ledger: LedgerApplication,
+) -> None:
+    requested = card_topup(ledger)
+    ledger.mark_topup_paid(
+        topup_id=UUID(requested["topup_id"]), payment_reference="bank", actor="op",
+        idempotency_key="paid",
+    )  # fmt: skip
+    result = apply(ledger, requested["payment_order"]["payment_order_id"], "evt_1")
+    assert result["status"] == "needs_review"
+    assert ledger.get_wallet("acme").prepaid == D(40)
+
+
+def test_a_declined_card_then_a_new_order_paid(ledger: LedgerApplication) -> None:
+    requested = card_topup(ledger)
+    first = requested["payment_order"]["payment_order_id"]
+    apply(ledger, first, "evt_1", kind="failed", reason="declined")
+    apply(ledger, first, "evt_2", kind="expired")
+    second = ledger.create_payment_order(
+        topup_id=UUID(requested["topup_id"]), actor="tenant", idempotency_key="again"
+    )
+    assert second["payment_order_id"] != first
+    assert second["status"] == "created"
+    assert apply(ledger, second["payment_order_id"], "evt_3")["status"] == "succeeded"
+    assert ledger.get_wallet("acme").prepaid == D(40)
+
+
+def test_without_a_provider_card_topups_are_refused(ledger: LedgerApplication) -> None:
+    ledger.payment_provider = None
+    with pytest.raises(Exception, match="card payments are not enabled"):
+        card_topup(ledger)

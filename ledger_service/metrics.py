@@ -71,3 +71,11 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+# -- payments -------------------------------------------------------------------------------
+PAYMENT_WEBHOOKS = Counter(
+    "ledger_payment_webhooks_total",
+    "Payment provider webhooks received, by provider and outcome (applied, needs_review, "
+    "ignored, refused: a bad signature, an old timestamp, a malformed body or unknown order).",
+    ["provider", "outcome"],
+)

@@ -18,7 +18,7 @@ import structlog
 from pydantic import ValidationError
 
 from ledger_service.api.errors import ApiError
-from ledger_service.service.payments import ApplyPaymentEvent, PaymentEventKind
+from ledger_service.service.payments import WEBHOOK_ACTOR, ApplyPaymentEvent, PaymentEventKind
 from schemas.stripe_events import (
     ORDER_METADATA_KEY,
     PAYMENT_FAILED,
@@ -109,7 +109,7 @@ def _command(
         provider=provider,
         payment_order_id=order,
         kind=kind,
-        actor=f"{provider}-webhook",
+        actor=f"{provider}{WEBHOOK_ACTOR}",
         idempotency_key=event.id,
         amount_minor=amount_minor,
         currency=currency,

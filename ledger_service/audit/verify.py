@@ -41,10 +41,12 @@ from ledger_service.domain.books import postings_of
 from ledger_service.domain.chain import CREDIT_FIELDS, DEBIT_FIELDS, GENESIS_HASH, entry_hash
 from ledger_service.domain.entries import DebitKind
 from ledger_service.domain.grants import GrantStatus, grant_parts
+from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.domain.refund import REFUND_PREFIX, Refund
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.payments import WEBHOOK_ACTOR
 from ledger_service.service.runner import UsageKey
 
 PROBLEMS_MAX = 50
@@ -107,6 +109,12 @@ class _Scan:
         """By the reference of their wallet entry."""
         self.refund_credits: dict[str, list[Decimal]] = {}
         self.grant_expiry: dict[str, Any] = {}
+        self.order_topups: dict[UUID, UUID] = {}
+        """Payment order -> the top-up it pays."""
+        self.orders_succeeded: Counter[UUID] = Counter()
+        """Top-up -> how many of its payment orders succeeded."""
+        self.paid_by_webhook: set[UUID] = set()
+        """Top-ups whose payment was recorded by a provider's webhook."""
 
     def add(self, position: int, event: Any) -> None:
         self.report.events += 1
@@ -129,6 +137,12 @@ class _Scan:
             self.refunds[entry] = event
         elif isinstance(event, TopupRequest.Event):
             self.topup_status[event.originator_id] = _topup_status(event, self.topup_status)
+            if isinstance(event, TopupRequest.Paid) and event.actor.endswith(WEBHOOK_ACTOR):
+                self.paid_by_webhook.add(event.originator_id)
+        elif isinstance(event, PaymentOrder.Created):
+            self.order_topups[event.originator_id] = event.topup_id
+        elif isinstance(event, PaymentOrder.Succeeded):
+            self.orders_succeeded[self.order_topups[event.originator_id]] += 1
 
     def _check_version(self, position: int, event: Any) -> None:
         expected = self.versions.get(event.originator_id, 0) + 1
@@ -338,9 +352,20 @@ def _check_books(scan: _Scan, report: Report) -> None:
         credits = scan.topup_credits.get(str(topup_id), 0)
         if credits != (1 if status == "completed" else 0):
             report.problem(f"top-up {topup_id} is {status} and credited {credits} times")
+    _check_payment_orders(scan, report)
     for reference, count in scan.usage_refs.items():
         if count > 1:
             report.problem(f"usage {reference} was applied {count} times")
+
+
+def _check_payment_orders(scan: _Scan, report: Report) -> None:
+    """A succeeded order pays exactly its top-up, once; a webhook pays only through one."""
+    for topup_id, count in scan.orders_succeeded.items():
+        status = scan.topup_status.get(topup_id)
+        if count > 1 or status != "completed":
+            report.problem(f"top-up {topup_id} is {status} with {count} succeeded payment orders")
+    for topup_id in scan.paid_by_webhook - set(scan.orders_succeeded):
+        report.problem(f"top-up {topup_id} was paid by a webhook without a succeeded order")
 
 
 def _check_refunds(ledger: LedgerApplication, scan: _Scan, report: Report) -> None:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+WEBHOOK_ACTOR = "-webhook"
+"""How the actor of what a provider's webhook records ends (``stripe-webhook``)."""
 PaymentOrderStatusText = Literal["created", "succeeded", "failed", "expired", "needs_review"]
 PaymentEventKind = Literal["succeeded", "failed", "expired"]
 

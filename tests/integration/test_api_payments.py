@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 import stripe
+from prometheus_client import REGISTRY
 
 from ledger_service.config import DEVELOPMENT_MOCK_WEBHOOK_SECRET
 from ledger_service.domain.wallet import Wallet
@@ -50,6 +51,11 @@ def completed(order_id: str, amount_minor: int = 4000) -> dict[str, Any]:
                "currency": "usd", "payment_status": "paid"}  # fmt: skip
     return {"id": f"evt_{uuid4().hex}", "type": "checkout.session.completed",
             "data": {"object": session}}  # fmt: skip
+
+
+def refused() -> float:
+    labels = {"provider": "mock", "outcome": "refused"}
+    return REGISTRY.get_sample_value("ledger_payment_webhooks_total", labels) or 0.0
 
 
 def credits(ledger: LedgerApplication, company_id: str) -> list[Wallet.Credited]:
@@ -112,6 +118,7 @@ async def test_refused_webhooks_write_nothing(
     event = completed(order["id"])
     payload, headers = signed(event)
     head = pg_ledger.recorder.max_notification_id()
+    refused_before = refused()
     refusals = [
         (signed(event, secret="whsec_someone_else"), 400, "WEBHOOK_SIGNATURE_INVALID"),
         ((payload.replace(b"4000", b"9000"), headers), 400, "WEBHOOK_SIGNATURE_INVALID"),
@@ -128,6 +135,7 @@ async def test_refused_webhooks_write_nothing(
     )  # fmt: skip
     assert pg_ledger.recorder.max_notification_id() == head
     assert credits(pg_ledger, company_id) == []
+    assert refused() - refused_before == len(refusals)
 
 
 async def test_a_payment_that_is_not_the_order_needs_review_and_credits_nothing(

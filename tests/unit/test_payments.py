@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ledger_service.api.errors import ApiError
 from ledger_service.api.payment_webhooks import payment_command, verified_event
+from ledger_service.audit.verify import verify
 from ledger_service.domain.errors import InvalidAmount, InvalidArgument, InvalidTransition
 from ledger_service.domain.money import from_minor_units, to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder, PaymentOrderStatus
@@ -179,7 +180,7 @@ def card_topup(ledger: LedgerApplication, amount: str = "40") -> dict[str, Any]:
 
 def apply(ledger: LedgerApplication, order_id: str, event_id: str, **kwargs: Any) -> Any:
     params = {"provider": "mock", "payment_order_id": UUID(order_id), "kind": "succeeded",
-              "amount_minor": 4000, "currency": "usd", "actor": "webhook",
+              "amount_minor": 4000, "currency": "usd", "actor": "mock-webhook",
               "idempotency_key": event_id} | kwargs  # fmt: skip
     return ledger.handle(ApplyPaymentEvent(**params))
 
@@ -202,6 +203,21 @@ def test_a_card_topup_is_invoiced_with_an_order_and_credited_once(
     assert (other["outcome"], other["position"]) == ("ignored", None)
     assert ledger.get_wallet("acme").prepaid == D(40)
     assert ledger.get_topup(UUID(requested["topup_id"])).status is TopupStatus.COMPLETED
+    assert verify(ledger).ok
+
+
+def test_verify_names_a_topup_paid_by_a_webhook_without_a_succeeded_order(
+    ledger: LedgerApplication,
+) -> None:
+    requested = card_topup(ledger)
+    ledger.mark_topup_paid(  # forged: recorded as a webhook's, but no order succeeded
+        topup_id=UUID(requested["topup_id"]), payment_reference="mock:evt_forged",
+        actor="mock-webhook", idempotency_key="forged",
+    )  # fmt: skip
+    report = verify(ledger)
+    assert report.problems == [
+        f"top-up {requested['topup_id']} was paid by a webhook without a succeeded order"
+    ]
 
 
 @pytest.mark.parametrize(

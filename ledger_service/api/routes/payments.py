@@ -21,6 +21,7 @@ import stripe
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse
 
+from ledger_service import metrics
 from ledger_service.api.auth import Principal
 from ledger_service.api.errors import ApiError
 from ledger_service.api.payment_webhooks import payment_command, verified_event
@@ -33,7 +34,7 @@ from ledger_service.api.routes.dependencies import (
     write,
 )
 from ledger_service.api.routes.dependencies import see as require_company
-from ledger_service.domain.errors import PaymentOrderNotFound, TopupNotFound
+from ledger_service.domain.errors import LedgerError, PaymentOrderNotFound, TopupNotFound
 from ledger_service.domain.money import to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.service.payments import PaymentOrderState, order_state
@@ -111,8 +112,20 @@ async def receive_webhook(
     secret = state.webhook_secrets.get(provider)
     if secret is None:
         raise ApiError(404, "WEBHOOK_NOT_CONFIGURED", f"no {provider} webhook on this service")
-    event = verified_event(payload, signature, secret)
-    command = payment_command(event, provider)
+    try:
+        answer = await _apply_webhook(state, provider, payload, signature, secret)
+    except (ApiError, LedgerError):
+        metrics.PAYMENT_WEBHOOKS.labels(provider, "refused").inc()
+        raise
+    outcome = "needs_review" if answer.status == "needs_review" else answer.outcome
+    metrics.PAYMENT_WEBHOOKS.labels(provider, outcome).inc()
+    return answer
+
+
+async def _apply_webhook(
+    state: ApiState, provider: str, payload: bytes, signature: str | None, secret: str
+) -> WebhookOut:
+    command = payment_command(verified_event(payload, signature, secret), provider)
     if command is None:
         return WebhookOut(outcome="ignored")
     applied = await write(state, command)

@@ -22,6 +22,10 @@ from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.service.ledger import LedgerApplication
 
 PARTITIONS = 3
+BROKER_CALL_TIMEOUT_S = 90
+"""Bound on a helper's whole conversation with the broker. Twice a full run hung in a test's
+Kafka calls (the event loop idle, no test timeout): a bounded wait fails that test with a
+traceback naming the call instead of holding CI until its 90-minute limit."""
 
 
 @dataclass
@@ -34,7 +38,8 @@ class Topics:
 async def new_topics(bootstrap_address: str) -> Topics:
     suffix = uuid.uuid4().hex[:8]
     topics = Topics(f"usage-{suffix}", f"dlq-{suffix}", f"group-{suffix}")
-    await ensure_topics(bootstrap_address, {topics.usage: PARTITIONS, topics.dlq: 1})
+    created = ensure_topics(bootstrap_address, {topics.usage: PARTITIONS, topics.dlq: 1})
+    await asyncio.wait_for(created, BROKER_CALL_TIMEOUT_S)
     return topics
 
 
@@ -124,6 +129,10 @@ def usage_event(
 
 
 async def produce(kafka: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+    await asyncio.wait_for(_produce(kafka, topic, messages), BROKER_CALL_TIMEOUT_S)
+
+
+async def _produce(kafka: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=kafka, enable_idempotence=False, linger_ms=5)
     await producer.start()
     try:
@@ -204,7 +213,7 @@ async def read_all(kafka: str, topic: str, expected: int, timeout_s: float = 20)
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka, group_id=None, auto_offset_reset="earliest"
     )
-    await consumer.start()
+    await asyncio.wait_for(consumer.start(), BROKER_CALL_TIMEOUT_S)
     records: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:

@@ -141,6 +141,9 @@ def build_ledger(
     ledger = LedgerApplication(env=env)
     ledger.retry_count_max = settings.command_retry_count_max
     ledger.adjustment_approval_threshold = settings.adjustment_approval_threshold
+    ledger.topup_tax_percent = settings.topup_tax_percent
+    ledger.topup_fee_percent = settings.topup_fee_percent
+    ledger.topup_minimums = dict(settings.topup_minimums)
     if settings.payments_provider == "mock":
         ledger.payment_provider = MockPaymentProvider(settings.public_url)
     return ledger

@@ -63,6 +63,20 @@ class Settings(BaseSettings):
         description="adjustments above this amount wait for a second operator (0: all of them)",
     )
 
+    # -- top-up invoices -------------------------------------------------------------------
+    topup_tax_percent: Decimal = Field(
+        default=Decimal(0), ge=0, le=100, max_digits=9, decimal_places=4,
+        description="tax on a top-up's amount, in percent (e.g. 18 for GST), added to its invoice",
+    )  # fmt: skip
+    topup_fee_percent: Decimal = Field(
+        default=Decimal(0), ge=0, le=100, max_digits=9, decimal_places=4,
+        description="platform fee on a top-up's amount, in percent (e.g. 2.4)",
+    )  # fmt: skip
+    topup_minimums: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description='smallest top-up per currency, JSON: {"USD": "10", "INR": "500"}',
+    )
+
     # -- payments (card top-ups) -----------------------------------------------------------
     payments_provider: Literal["mock", "none"] = Field(
         default="mock",

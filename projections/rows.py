@@ -103,6 +103,9 @@ class TopupRow:
     completed_at: datetime | None = None
     rejected_at: datetime | None = None
     cancelled_at: datetime | None = None
+    tax: Decimal = Decimal(0)
+    """Invoice lines beyond the amount (``TopupRequest.Priced``); the total is their sum."""
+    fee: Decimal = Decimal(0)
 
 
 class EntryRow(NamedTuple):

@@ -263,6 +263,11 @@ class TopupOut(BaseModel):
     company_id: str
     status: Literal["pending", "invoiced", "completed", "rejected", "cancelled"]
     amount: str | None = None
+    """Credited to the wallet when paid."""
+    tax: str | None = None
+    fee: str | None = None
+    total: str | None = None
+    """What the payer is charged: amount + tax + fee (each rounded half-even to the minor unit)."""
     currency: str | None = None
     note: str | None = None
     invoice_number: str | None = None

@@ -26,6 +26,10 @@ COMMISSIONS = "commissions"
 """Commission retained on transfers between wallets."""
 TRANSFERS_IN_TRANSIT = "transfers:in_transit"
 """Clearing account of transfers; nets to zero once a transfer has completed."""
+TAX_PAYABLE = "tax_payable"
+"""Tax collected with paid top-up invoices, owed to the tax authority."""
+FEE_REVENUE = "revenue:fees"
+"""Platform fees collected with paid top-up invoices."""
 
 COUNTER_ACCOUNTS = frozenset(
     {
@@ -36,6 +40,8 @@ COUNTER_ACCOUNTS = frozenset(
         REFUNDS,
         COMMISSIONS,
         TRANSFERS_IN_TRANSIT,
+        TAX_PAYABLE,
+        FEE_REVENUE,
     }
 )
 

@@ -8,7 +8,15 @@ from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 
-from ledger_service.domain.accounts import Posting, balanced_pair, wallet_account
+from ledger_service.domain.accounts import (
+    CASH_CLEARING,
+    FEE_REVENUE,
+    TAX_PAYABLE,
+    Posting,
+    balanced_pair,
+    wallet_account,
+)
+from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.transfer import Transfer
 from ledger_service.domain.wallet import Wallet
 
@@ -25,6 +33,13 @@ def postings_of(domain_event: DomainEventProtocol[UUID]) -> tuple[Posting, ...]:
     if isinstance(domain_event, Transfer.Completed):
         return balanced_pair(
             domain_event.commission_account, "transfers:in_transit", domain_event.commission
+        )
+    if isinstance(domain_event, TopupRequest.ChargesCollected):
+        # The payer paid the total into cash clearing: the wallet's part is its Credited
+        # event; the tax and the fee go to their accounts here.
+        return (
+            *balanced_pair(TAX_PAYABLE, CASH_CLEARING, domain_event.tax),
+            *balanced_pair(FEE_REVENUE, CASH_CLEARING, domain_event.fee),
         )
     return ()
 

@@ -6,9 +6,12 @@ Lifecycle::
     pending --reject---> rejected
     pending | invoiced --cancel--> cancelled
 
-``approve`` records ``Approved`` and ``Invoiced`` (the invoice number is issued on approval).
-``mark_paid`` records ``Paid`` and ``Completed``; the application saves them in the same
-transaction as the wallet's ``Credited`` event, so a paid top-up credits exactly once: a second
+``approve`` records ``Approved``, ``Invoiced`` (the invoice number is issued on approval) and,
+when the invoice carries tax or a fee, ``Priced`` (its lines, see ``invoice.py``; without it
+the total is the amount). ``mark_paid`` records ``Paid``, ``ChargesCollected`` (the tax and fee
+collected with the total, booked to their accounts) when there are any, and ``Completed``;
+the application saves them in the same transaction as the wallet's ``Credited`` event, so a
+paid top-up credits exactly once: a second
 ``mark_paid`` finds the request completed and is refused, and two racing ones collide on the
 request's next version number.
 """
@@ -23,7 +26,8 @@ from eventsourcing.domain import Aggregate, event
 
 from ledger_service.domain.errors import InvalidArgument, InvalidTransition
 from ledger_service.domain.ids import check_key
-from ledger_service.domain.money import parse_amount
+from ledger_service.domain.invoice import InvoiceLines
+from ledger_service.domain.money import ZERO, parse_amount
 
 NOTE_LENGTH_MAX = 500
 REASON_LENGTH_MAX = 500
@@ -64,9 +68,25 @@ class TopupRequest(Aggregate):
         reason: str
         actor: str
 
+    class Priced(Aggregate.Event):
+        """The invoice's lines: ``total`` = ``credit`` + ``tax`` + ``fee`` is charged."""
+
+        credit: Decimal
+        tax_percent: Decimal
+        tax: Decimal
+        fee_percent: Decimal
+        fee: Decimal
+        total: Decimal
+
     class Paid(Aggregate.Event):
         payment_reference: str
         actor: str
+
+    class ChargesCollected(Aggregate.Event):
+        """The tax and fee paid with the total (postings: tax_payable and revenue:fees)."""
+
+        tax: Decimal
+        fee: Decimal
 
     class Completed(Aggregate.Event):
         actor: str
@@ -111,15 +131,28 @@ class TopupRequest(Aggregate):
         self.status = TopupStatus.PENDING
         self.invoice_number: str | None = None
         self.payment_reference: str | None = None
+        self.lines = InvoiceLines(amount, ZERO, ZERO, ZERO, ZERO)
+        """What the invoice charges; tax and fee are zero unless ``Priced`` says otherwise."""
 
     def check_status(self, action: str, *allowed: TopupStatus) -> None:
         if self.status not in allowed:
             raise InvalidTransition(f"cannot {action} a top-up request that is {self.status.value}")
 
-    def approve(self, *, invoice_number: str, actor: str) -> None:
+    @property
+    def total(self) -> Decimal:
+        """What the payer is charged: the amount credited, plus tax and fee."""
+        return self.lines.total
+
+    def approve(
+        self, *, invoice_number: str, actor: str, lines: InvoiceLines | None = None
+    ) -> None:
         self.check_status("approve", TopupStatus.PENDING)
+        if lines is not None and lines.credit != self.amount:
+            raise InvalidArgument(f"invoice lines credit {lines.credit}, not {self.amount}")
         self._approved(actor=actor)
         self._invoiced(invoice_number=invoice_number, actor=actor)
+        if lines is not None and (lines.tax or lines.fee):
+            self._priced(*lines, total=lines.total)
 
     @event(Approved)
     def _approved(self, actor: str) -> None:
@@ -129,6 +162,18 @@ class TopupRequest(Aggregate):
     def _invoiced(self, invoice_number: str, actor: str) -> None:
         self.invoice_number = invoice_number
         self.status = TopupStatus.INVOICED
+
+    @event(Priced)
+    def _priced(
+        self,
+        credit: Decimal,
+        tax_percent: Decimal,
+        tax: Decimal,
+        fee_percent: Decimal,
+        fee: Decimal,
+        total: Decimal,
+    ) -> None:
+        self.lines = InvoiceLines(credit, tax_percent, tax, fee_percent, fee)
 
     def reject(self, *, reason: str, actor: str) -> None:
         self.check_status("reject", TopupStatus.PENDING)
@@ -153,11 +198,17 @@ class TopupRequest(Aggregate):
         self.check_status("mark paid", TopupStatus.INVOICED)
         reference = check_text(payment_reference, "payment_reference", 200, required=True)
         self._paid(payment_reference=reference, actor=actor)
+        if self.lines.tax or self.lines.fee:
+            self._charges_collected(tax=self.lines.tax, fee=self.lines.fee)
         self._completed(actor=actor)
 
     @event(Paid)
     def _paid(self, payment_reference: str, actor: str) -> None:
         self.payment_reference = payment_reference
+
+    @event(ChargesCollected)
+    def _charges_collected(self, tax: Decimal, fee: Decimal) -> None:
+        pass
 
     @event(Completed)
     def _completed(self, actor: str) -> None:

@@ -112,6 +112,11 @@ class LedgerApplication(Application[UUID]):
     retry_count_max = 8
     adjustment_approval_threshold = Decimal(0)
     """Adjustments above this amount wait for a second operator (the service's setting)."""
+    topup_tax_percent = Decimal(0)
+    topup_fee_percent = Decimal(0)
+    """Tax and platform fee on top-up invoices, in percent of the amount (the settings)."""
+    topup_minimums: dict[str, Decimal] = {}
+    """Currency -> the smallest top-up accepted."""
     payment_provider: PaymentProvider | None = None
     """Opens card checkouts (set by the composition root); None: invoice top-ups only."""
 

@@ -103,7 +103,7 @@ def open_payment_order(ledger: LedgerApplication, topup: TopupRequest, actor: st
         topup_id=topup.id,
         company_id=topup.company_id,
         provider=provider.name,
-        amount_total=topup.amount,
+        amount_total=topup.total,
         currency=topup.currency,
         actor=actor,
     )

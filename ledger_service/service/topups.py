@@ -10,7 +10,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar, Literal, NotRequired, TypedDict
 from uuid import UUID
 
-from ledger_service.domain.errors import CurrencyMismatch, NotPermitted, TopupNotFound
+from ledger_service.domain.errors import (
+    CurrencyMismatch,
+    InvalidAmount,
+    NotPermitted,
+    TopupNotFound,
+)
+from ledger_service.domain.invoice import invoice_lines
 from ledger_service.domain.money import format_amount, parse_amount, parse_currency
 from ledger_service.domain.registry import InvoiceNumberClaim
 from ledger_service.domain.topup import TopupRequest, TopupStatus
@@ -95,6 +101,11 @@ class RequestTopup(Command[TopupRequested]):
             raise CurrencyMismatch(
                 f"top-up in {self.currency} for a wallet kept in {wallet.currency}"
             )
+        minimum = ledger.topup_minimums.get(self.currency)
+        if minimum is not None and self.amount < minimum:
+            raise InvalidAmount(
+                f"the smallest top-up in {self.currency} is {format_amount(minimum)}"
+            )
         topup = TopupRequest.request(
             company_id=self.company_id,
             wallet_id=wallet.id,
@@ -105,7 +116,7 @@ class RequestTopup(Command[TopupRequested]):
         )
         if self.payment_method == "invoice":
             return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})
-        claim = issue_invoice(topup, self.actor)
+        claim = issue_invoice(ledger, topup, self.actor)
         order = open_payment_order(ledger, topup, self.actor)
         return Decision(
             [topup, claim, order],
@@ -141,14 +152,19 @@ class ApproveTopup(TopupCommand):
 
     def decide(self, ledger: LedgerApplication) -> Decision[TopupChanged]:
         topup = ledger.get_topup(self.topup_id)
-        claim = issue_invoice(topup, self.actor)
+        claim = issue_invoice(ledger, topup, self.actor)
         return Decision([topup, claim], topup_result(topup))
 
 
-def issue_invoice(topup: TopupRequest, actor: str) -> InvoiceNumberClaim:
-    """Approve ``topup`` with a new invoice number and the claim that keeps it unique."""
+def issue_invoice(ledger: LedgerApplication, topup: TopupRequest, actor: str) -> InvoiceNumberClaim:
+    """Approve ``topup`` with a new invoice number (and the claim that keeps it unique) and its
+    lines: the service's tax and platform fee on the amount."""
     number = new_invoice_number(topup.company_id)
-    topup.approve(invoice_number=number, actor=actor)
+    lines = invoice_lines(
+        topup.amount, topup.currency,
+        tax_percent=ledger.topup_tax_percent, fee_percent=ledger.topup_fee_percent,
+    )  # fmt: skip
+    topup.approve(invoice_number=number, actor=actor, lines=lines)
     return InvoiceNumberClaim(invoice_number=number, topup_id=topup.id)
 
 

@@ -50,6 +50,12 @@ def invoiced(b: BatchBuilder, position: int, event: TopupRequest.Invoiced) -> No
     row.invoiced_at = event.timestamp
 
 
+@TOPUPS.on(TopupRequest.Priced)
+def priced(b: BatchBuilder, position: int, event: TopupRequest.Priced) -> None:
+    row = b.touch_topup(position, event)
+    row.tax, row.fee = event.tax, event.fee
+
+
 @TOPUPS.on(TopupRequest.Rejected)
 def rejected(b: BatchBuilder, position: int, event: TopupRequest.Rejected) -> None:
     row = b.touch_topup(position, event)
@@ -69,6 +75,11 @@ def paid(b: BatchBuilder, position: int, event: TopupRequest.Paid) -> None:
     row = b.touch_topup(position, event)
     row.payment_reference = event.payment_reference
     row.paid_by, row.paid_at = event.actor, event.timestamp
+
+
+@TOPUPS.on(TopupRequest.ChargesCollected)
+def charges_collected(b: BatchBuilder, position: int, event: TopupRequest.ChargesCollected) -> None:
+    b.touch_topup(position, event)  # the money is booked by its postings (rm_account_totals)
 
 
 @TOPUPS.on(TopupRequest.Completed)

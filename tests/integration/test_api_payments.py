@@ -155,3 +155,24 @@ async def test_a_payment_that_is_not_the_order_needs_review_and_credits_nothing(
     )
     assert again.status_code == 201
     assert again.json()["id"] != order["id"]
+
+
+async def test_a_taxed_card_topup_shows_its_invoice_lines_and_books_each_part(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    open_company(pg_ledger, company_id)
+    pg_ledger.topup_tax_percent, pg_ledger.topup_fee_percent = D(18), D("2.4")
+    topup = await card_topup(api, tokens, company_id, amount="100")
+    order = topup["payment_order"]
+    assert order["amount_total"] == "120.4"
+    payload, headers = signed(completed(order["id"], amount_minor=12040))
+    assert (await api.post(WEBHOOK, content=payload, headers=headers)).json()["status"] == (
+        "succeeded"
+    )
+    read = await api.get(
+        f"/v1/topup-requests/{topup['id']}?min_position={topup['position']}",
+        headers=tokens.tenant(company_id),
+    )
+    lines = {k: read.json()[k] for k in ("amount", "tax", "fee", "total")}
+    assert lines == {"amount": "100", "tax": "18", "fee": "2.4", "total": "120.4"}
+    assert [c.amount for c in credits(pg_ledger, company_id)] == [D(100)]

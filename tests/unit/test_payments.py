@@ -20,6 +20,7 @@ from ledger_service.api.errors import ApiError
 from ledger_service.api.payment_webhooks import payment_command, verified_event
 from ledger_service.audit.verify import verify
 from ledger_service.domain.errors import InvalidAmount, InvalidArgument, InvalidTransition
+from ledger_service.domain.invoice import invoice_lines
 from ledger_service.domain.money import from_minor_units, to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder, PaymentOrderStatus
 from ledger_service.domain.topup import TopupStatus
@@ -267,3 +268,67 @@ def test_without_a_provider_card_topups_are_refused(ledger: LedgerApplication) -
     ledger.payment_provider = None
     with pytest.raises(Exception, match="card payments are not enabled"):
         card_topup(ledger)
+
+
+# -- invoice lines: tax and fee --------------------------------------------------------------
+
+percent = st.decimals(min_value=0, max_value=100, places=4)
+
+
+@given(
+    st.decimals(min_value=Decimal("0.01"), max_value=10**9, places=2), percent, percent,
+    st.sampled_from(["USD", "INR", "KWD"]),
+)  # fmt: skip
+def test_invoice_total_is_credit_plus_tax_plus_fee_to_the_minor_unit(
+    credit: Decimal, tax_percent: Decimal, fee_percent: Decimal, currency: str
+) -> None:
+    lines = invoice_lines(credit, currency, tax_percent=tax_percent, fee_percent=fee_percent)
+    assert lines.total == lines.credit + lines.tax + lines.fee
+    for part in (lines.tax, lines.fee, lines.total):
+        to_minor_units(part, currency)  # whole minor units, or it raises
+    assert abs(lines.tax - credit * tax_percent / 100) <= D("0.005")
+
+
+def test_invoice_parts_round_half_even_to_the_minor_unit() -> None:
+    # 18% of 0.25 = 0.045 -> 0.04 (half to even); 2.4% of 12.5 = 0.3 exactly; yen round to 1
+    assert invoice_lines(D("0.25"), "USD", tax_percent=D(18), fee_percent=D(0)).tax == D("0.04")
+    assert invoice_lines(D("12.5"), "USD", tax_percent=D(0), fee_percent=D("2.4")).fee == D("0.3")
+    assert invoice_lines(D(125), "JPY", tax_percent=D(10), fee_percent=D(0)).tax == D(12)
+    with pytest.raises(InvalidArgument):
+        invoice_lines(D(1), "USD", tax_percent=D(101), fee_percent=D(0))
+
+
+def test_a_taxed_card_topup_charges_the_total_and_books_each_part(
+    ledger: LedgerApplication,
+) -> None:
+    ledger.topup_tax_percent, ledger.topup_fee_percent = D(18), D("2.4")
+    requested = card_topup(ledger, amount="100")
+    order = requested["payment_order"]
+    assert order["amount_total"] == "120.4"  # 100 + 18 tax + 2.4 fee
+    result = apply(ledger, order["payment_order_id"], "evt_1", amount_minor=12040)
+    assert result["status"] == "succeeded"
+    assert ledger.get_wallet("acme").prepaid == D(100)
+    books = verify(ledger).trial_balance
+    assert (books["tax_payable"], books["revenue:fees"]) == (D(18), D("2.4"))
+    assert books["cash_clearing"] == D("-120.4")
+    assert verify(ledger).ok
+
+
+def test_an_invoice_topup_marked_paid_books_its_tax_too(ledger: LedgerApplication) -> None:
+    ledger.topup_tax_percent = D(10)
+    topup = UUID(ledger.request_topup(
+        company_id="acme", amount="50", currency="USD", actor="t", idempotency_key="r",
+    )["topup_id"])  # fmt: skip
+    ledger.approve_topup(topup_id=topup, actor="op", idempotency_key="a")
+    assert ledger.get_topup(topup).total == D(55)
+    ledger.mark_topup_paid(topup_id=topup, payment_reference="bank", actor="op",
+                           idempotency_key="p")  # fmt: skip
+    books = verify(ledger).trial_balance
+    assert (books["tax_payable"], books["cash_clearing"]) == (D(5), D(-55))
+
+
+def test_a_topup_below_the_currency_minimum_is_refused(ledger: LedgerApplication) -> None:
+    ledger.topup_minimums = {"USD": D(10)}
+    with pytest.raises(InvalidAmount, match="smallest top-up in USD is 10"):
+        card_topup(ledger, amount="9.99")
+    assert card_topup(ledger, amount="10")["status"] == "invoiced"

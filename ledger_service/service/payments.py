@@ -161,9 +161,12 @@ class ApplyPaymentEvent(Command[PaymentApplied]):
         order = ledger.get_payment_order(self.payment_order_id)
         if order.provider != self.provider:
             raise InvalidTransition(f"payment order {order.id} is not a {self.provider} order")
-        if not order.is_open:
-            return Decision([], _applied(order, "ignored"))
         event_id = self.idempotency_key
+        if not order.is_open:
+            # Applied already, by this event (a concurrent delivery of it won the race and its
+            # command record was not there yet when this one looked) or by another one.
+            done = "applied" if event_id in order.provider_event_ids else "ignored"
+            return Decision([], _applied(order, done))
         changed: list[Aggregate] = [order]
         if self.kind == "failed":
             order.fail(provider_event_id=event_id, reason=self.reason, actor=self.actor)

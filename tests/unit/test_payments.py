@@ -221,6 +221,21 @@ def test_verify_names_a_topup_paid_by_a_webhook_without_a_succeeded_order(
     ]
 
 
+def test_a_delivery_that_lost_the_race_to_its_twin_answers_applied(
+    ledger: LedgerApplication,
+) -> None:
+    """Two deliveries of one event both miss the command record; one commits first. The
+    other then finds the order final, applied by its own event id: same answer, not ignored."""
+    order = card_topup(ledger)["payment_order"]["payment_order_id"]
+    apply(ledger, order, "evt_1")
+    twin = ApplyPaymentEvent(
+        provider="mock", payment_order_id=UUID(order), kind="succeeded", amount_minor=4000,
+        currency="usd", actor="mock-webhook", idempotency_key="evt_1",
+    )  # fmt: skip
+    decision = twin.decide(ledger)  # as the runner does before it saves
+    assert (decision.aggregates, decision.result["outcome"]) == ([], "applied")
+
+
 @pytest.mark.parametrize(
     ("paid", "reason"),
     [({"amount_minor": 3999}, "paid 39.99 USD"), ({"currency": "eur"}, "paid 40 EUR")],

@@ -38,6 +38,7 @@ WEBHOOK_ACTOR = "-webhook"
 """How the actor of what a provider's webhook records ends (``stripe-webhook``)."""
 PaymentOrderStatusText = Literal["created", "succeeded", "failed", "expired", "needs_review"]
 PaymentEventKind = Literal["succeeded", "failed", "expired"]
+Outcome = Literal["applied", "ignored"]
 
 
 class Checkout(NamedTuple):
@@ -132,7 +133,7 @@ def pay_topup(
 
 class PaymentApplied(TypedDict):
     payment_order_id: str
-    outcome: Literal["applied", "ignored"]
+    outcome: Outcome
     status: PaymentOrderStatusText
     position: NotRequired[int | None]
 
@@ -165,7 +166,7 @@ class ApplyPaymentEvent(Command[PaymentApplied]):
         if not order.is_open:
             # Applied already, by this event (a concurrent delivery of it won the race and its
             # command record was not there yet when this one looked) or by another one.
-            done = "applied" if event_id in order.provider_event_ids else "ignored"
+            done: Outcome = "applied" if event_id in order.provider_event_ids else "ignored"
             return Decision([], _applied(order, done))
         changed: list[Aggregate] = [order]
         if self.kind == "failed":
@@ -213,5 +214,5 @@ def _mismatch(
     return None
 
 
-def _applied(order: PaymentOrder, outcome: Literal["applied", "ignored"]) -> PaymentApplied:
+def _applied(order: PaymentOrder, outcome: Outcome) -> PaymentApplied:
     return {"payment_order_id": str(order.id), "outcome": outcome, "status": order.status.value}

@@ -106,6 +106,9 @@ class TopupRow:
     tax: Decimal = Decimal(0)
     """Invoice lines beyond the amount (``TopupRequest.Priced``); the total is their sum."""
     fee: Decimal = Decimal(0)
+    pack: str | None = None
+    bonus: Decimal = Decimal(0)
+    """The pack the request buys, and the bonus it promises (credited when paid)."""
 
 
 class EntryRow(NamedTuple):

@@ -192,7 +192,9 @@ CREATE TABLE IF NOT EXISTS {s}.rm_topups (
     position bigint NOT NULL
 );
 ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS tax numeric NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS fee numeric NOT NULL DEFAULT 0;
+    ADD COLUMN IF NOT EXISTS fee numeric NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS pack text,
+    ADD COLUMN IF NOT EXISTS bonus numeric NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS rm_topups_company ON {s}.rm_topups (company_id, created_position DESC);
 CREATE INDEX IF NOT EXISTS rm_topups_status ON {s}.rm_topups (status, created_position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_account_totals (

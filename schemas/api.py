@@ -251,6 +251,16 @@ class PaymentOrderOut(BaseModel):
         return cls(id=state["payment_order_id"], **state)
 
 
+class PackOut(BaseModel):
+    name: str
+    currency: str
+    amount: str
+    bonus: str
+    position: int | None = Field(
+        default=None, description="event-store position of the write (for min_position)"
+    )
+
+
 class WebhookOut(BaseModel):
     outcome: Literal["applied", "ignored"]
     """``ignored``: an event type the ledger does not act on, or an order already final."""
@@ -268,6 +278,9 @@ class TopupOut(BaseModel):
     fee: str | None = None
     total: str | None = None
     """What the payer is charged: amount + tax + fee (each rounded half-even to the minor unit)."""
+    pack: str | None = None
+    bonus: str | None = None
+    """Credited as a grant (from promotions) when the top-up is paid, if it buys a pack."""
     currency: str | None = None
     note: str | None = None
     invoice_number: str | None = None

@@ -32,6 +32,7 @@ from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
 from ledger_service.service.grants import REFERENCE_LENGTH_MAX, IssueGrant
 from ledger_service.service.holds import PlaceHold
+from ledger_service.service.packs import DefinePack
 from ledger_service.service.refunds import RefundUsage
 from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
 from ledger_service.service.transfers import TransferMoney
@@ -155,6 +156,9 @@ class TopupRequestIn(Request):
     amount: Money
     currency: Currency
     note: Text = ""
+    pack: Key | None = Field(
+        default=None, description="a pack of this currency (GET /v1/packs); amount must be its"
+    )
     payment_method: Literal["invoice", "card"] = Field(
         default="invoice",
         description="invoice: an operator approves and marks it paid; card: invoiced at once "
@@ -167,10 +171,24 @@ class TopupRequestIn(Request):
             amount=Decimal(self.amount),
             currency=self.currency,
             note=self.note,
+            pack=self.pack,
             payment_method=self.payment_method,
             actor=actor,
             idempotency_key=idempotency_key,
         )
+
+
+class PackIn(Request):
+    name: Key
+    currency: Currency
+    amount: Money
+    bonus: Money = "0"
+
+    def to_command(self, *, actor: str, idempotency_key: str) -> DefinePack:
+        return DefinePack(
+            pack_name=self.name, currency=self.currency, amount=Decimal(self.amount),
+            bonus=Decimal(self.bonus), actor=actor, idempotency_key=idempotency_key,
+        )  # fmt: skip
 
 
 class RejectIn(Request):

@@ -50,6 +50,14 @@ class TopupNotFound(NotFound):
     code = "TOPUP_NOT_FOUND"
 
 
+class PackNotFound(NotFound):
+    code = "PACK_NOT_FOUND"
+
+
+class PackAlreadyExists(LedgerError):
+    code = "PACK_ALREADY_EXISTS"
+
+
 class PaymentOrderNotFound(NotFound):
     code = "PAYMENT_ORDER_NOT_FOUND"
 

@@ -27,7 +27,8 @@ from eventsourcing.domain import Aggregate, event
 from ledger_service.domain.errors import InvalidArgument, InvalidTransition
 from ledger_service.domain.ids import check_key
 from ledger_service.domain.invoice import InvoiceLines
-from ledger_service.domain.money import ZERO, parse_amount
+from ledger_service.domain.money import ZERO, format_amount, parse_amount
+from ledger_service.domain.packs import Pack
 
 NOTE_LENGTH_MAX = 500
 REASON_LENGTH_MAX = 500
@@ -52,6 +53,12 @@ class TopupRequest(Aggregate):
         currency: str
         note: str
         actor: str
+
+    class PackChosen(Aggregate.Event):
+        """The request buys a pack: its bonus is credited as a grant when it is paid."""
+
+        pack: str
+        bonus: Decimal
 
     class Approved(Aggregate.Event):
         actor: str
@@ -101,16 +108,26 @@ class TopupRequest(Aggregate):
         currency: str,
         note: str,
         actor: str,
+        pack: Pack | None = None,
     ) -> TopupRequest:
         check_key(company_id, "company_id")
-        return cls(
+        amount = parse_amount(amount, allow_zero=False)
+        if pack is not None and (pack.currency, pack.amount) != (currency, amount):
+            raise InvalidArgument(
+                f"pack {pack.name!r} is {format_amount(pack.amount)} {pack.currency}, "
+                f"not {format_amount(amount)} {currency}"
+            )
+        topup = cls(
             company_id=company_id,
             wallet_id=wallet_id,
-            amount=parse_amount(amount, allow_zero=False),
+            amount=amount,
             currency=currency,
             note=check_text(note, "note", NOTE_LENGTH_MAX),
             actor=actor,
         )
+        if pack is not None:
+            topup._pack_chosen(pack=pack.name, bonus=pack.bonus)
+        return topup
 
     @event(Requested)
     def __init__(
@@ -131,12 +148,18 @@ class TopupRequest(Aggregate):
         self.status = TopupStatus.PENDING
         self.invoice_number: str | None = None
         self.payment_reference: str | None = None
+        self.pack: str | None = None
+        self.pack_bonus = ZERO
         self.lines = InvoiceLines(amount, ZERO, ZERO, ZERO, ZERO)
         """What the invoice charges; tax and fee are zero unless ``Priced`` says otherwise."""
 
     def check_status(self, action: str, *allowed: TopupStatus) -> None:
         if self.status not in allowed:
             raise InvalidTransition(f"cannot {action} a top-up request that is {self.status.value}")
+
+    @event(PackChosen)
+    def _pack_chosen(self, pack: str, bonus: Decimal) -> None:
+        self.pack, self.pack_bonus = pack, bonus
 
     @property
     def total(self) -> Decimal:

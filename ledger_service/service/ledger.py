@@ -33,6 +33,7 @@ from ledger_service.domain.errors import (
     WalletNotFound,
 )
 from ledger_service.domain.ids import check_key, sender_registration_id, wallet_id
+from ledger_service.domain.packs import CATALOG_ID, PackCatalog
 from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.domain.refund import Refund
 from ledger_service.domain.registry import SenderRegistration
@@ -44,6 +45,7 @@ from ledger_service.service import (
     cycles,
     grants,
     holds,
+    packs,
     payments,
     refunds,
     topups,
@@ -138,6 +140,8 @@ class LedgerApplication(Application[UUID]):
     mark_topup_paid = command_method(topups.MarkTopupPaid)
     create_payment_order = command_method(topups.CreatePaymentOrder)
     apply_payment_event = command_method(payments.ApplyPaymentEvent)
+    define_pack = command_method(packs.DefinePack)
+    retire_pack = command_method(packs.RetirePack)
     transfer = command_method(transfers.TransferMoney)
     request_adjustment = command_method(adjustments.RequestAdjustment)
     approve_adjustment = command_method(adjustments.ApproveAdjustment)
@@ -255,6 +259,13 @@ class LedgerApplication(Application[UUID]):
             return cast(TopupRequest, self.repository.get(topup_id))
         except AggregateNotFoundError:
             raise TopupNotFound(f"no top-up request {topup_id}") from None
+
+    def packs(self) -> PackCatalog:
+        """The pack catalog (empty before an operator defines a pack)."""
+        try:
+            return cast(PackCatalog, self.repository.get(CATALOG_ID))
+        except AggregateNotFoundError:
+            return PackCatalog()
 
     def get_payment_order(self, order_id: UUID) -> PaymentOrder:
         try:

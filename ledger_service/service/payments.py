@@ -21,6 +21,7 @@ import structlog
 
 from ledger_service.domain import accounts
 from ledger_service.domain.errors import InvalidTransition, NotPermitted
+from ledger_service.domain.grants import PRIORITY_DEFAULT, grant_id
 from ledger_service.domain.money import format_amount, from_minor_units
 from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.domain.topup import TopupRequest, TopupStatus
@@ -116,8 +117,9 @@ def open_payment_order(ledger: LedgerApplication, topup: TopupRequest, actor: st
 def pay_topup(
     ledger: LedgerApplication, topup: TopupRequest, *, payment_reference: str, actor: str
 ) -> Wallet:
-    """Record the top-up paid and credit its wallet's prepaid bucket; the caller saves both
-    (with what paid it) in one transaction, so a top-up credits exactly once."""
+    """Record the top-up paid and credit its wallet's prepaid bucket (and its pack's bonus, as
+    a grant); the caller saves both (with what paid it) in one transaction, so a top-up credits
+    exactly once."""
     wallet = ledger.get_wallet_by_id(topup.wallet_id)
     topup.mark_paid(payment_reference=payment_reference, actor=actor)
     wallet.credit(
@@ -128,6 +130,16 @@ def pay_topup(
         reference=f"topup:{topup.id}:{topup.invoice_number}",
         actor=actor,
     )
+    if topup.pack_bonus:
+        reference = f"pack:{topup.id}"
+        wallet.issue_grant(
+            grant_id=str(grant_id(wallet.id, reference)),
+            amount=topup.pack_bonus,
+            reason=f"bonus of pack {topup.pack}",
+            reference=reference,
+            actor=actor,
+            priority=PRIORITY_DEFAULT,
+        )
     return wallet
 
 

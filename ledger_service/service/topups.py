@@ -78,6 +78,8 @@ class RequestTopup(Command[TopupRequested]):
     currency: str
     note: str = ""
     pool_sender_id: str | None = None
+    pack: str | None = None
+    """The name of a pack of ``currency`` (see ``packs``): ``amount`` must be its amount."""
     payment_method: PaymentMethod = "invoice"
     """``invoice``: an operator approves, the payment arrives offline, an operator marks it
     paid. ``card``: invoiced at once, with a payment order whose checkout collects it."""
@@ -90,6 +92,8 @@ class RequestTopup(Command[TopupRequested]):
         fields = super().fingerprint_fields()
         if self.payment_method == "invoice":
             del fields["payment_method"]
+        if self.pack is None:
+            del fields["pack"]
         return fields
 
     def scope(self, ledger: LedgerApplication) -> str:
@@ -113,6 +117,7 @@ class RequestTopup(Command[TopupRequested]):
             currency=self.currency,
             note=self.note,
             actor=self.actor,
+            pack=None if self.pack is None else ledger.packs().pack(self.currency, self.pack),
         )
         if self.payment_method == "invoice":
             return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})

@@ -37,6 +37,12 @@ def requested(b: BatchBuilder, position: int, event: TopupRequest.Requested) -> 
     b.touched_topups.add(event.originator_id)
 
 
+@TOPUPS.on(TopupRequest.PackChosen)
+def pack_chosen(b: BatchBuilder, position: int, event: TopupRequest.PackChosen) -> None:
+    row = b.touch_topup(position, event)
+    row.pack, row.bonus = event.pack, event.bonus
+
+
 @TOPUPS.on(TopupRequest.Approved)
 def approved(b: BatchBuilder, position: int, event: TopupRequest.Approved) -> None:
     row = b.touch_topup(position, event)

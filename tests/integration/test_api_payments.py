@@ -176,3 +176,33 @@ async def test_a_taxed_card_topup_shows_its_invoice_lines_and_books_each_part(
     lines = {k: read.json()[k] for k in ("amount", "tax", "fee", "total")}
     assert lines == {"amount": "100", "tax": "18", "fee": "2.4", "total": "120.4"}
     assert [c.amount for c in credits(pg_ledger, company_id)] == [D(100)]
+
+
+async def test_a_tenant_buys_a_listed_pack_by_card_and_gets_its_bonus(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    open_company(pg_ledger, company_id)
+    name = f"p{uuid4().hex[:8]}"  # the catalog is shared by the tests' database
+    pack = {"name": name, "currency": "USD", "amount": "40", "bonus": "6"}
+    tenant = tokens.tenant(company_id)
+    assert_error(await api.post("/v1/packs", json=pack, headers=tenant | key()), 403,
+                 "INSUFFICIENT_SCOPE")  # fmt: skip
+    defined = await api.post("/v1/packs", json=pack, headers=tokens.operator() | key())
+    assert defined.status_code == 201, defined.text
+    listed = (await api.get("/v1/packs?currency=USD", headers=tenant)).json()
+    assert {k: v for k, v in listed[[p["name"] for p in listed].index(name)].items()
+            if k != "position"} == pack  # fmt: skip
+    body = {"company_id": company_id, "amount": "40", "currency": "USD", "pack": name,
+            "payment_method": "card"}  # fmt: skip
+    topup = (await api.post("/v1/topup-requests", json=body, headers=tenant | key())).json()
+    checkout = topup["payment_order"]["checkout_url"].removeprefix("http://127.0.0.1:8000")
+    assert (await api.post(f"{checkout}/pay")).status_code == 200
+    pg_ledger.evict([pg_ledger.get_wallet(company_id).id])
+    wallet = pg_ledger.get_wallet(company_id)
+    assert (wallet.prepaid, wallet.granted) == (D(40), D(6))
+    row = (await api.get(f"/v1/topup-requests/{topup['id']}", headers=tenant)).json()
+    assert (row["pack"], row["bonus"]) == (name, "6")
+    retired = await api.delete(f"/v1/packs/USD/{name}", headers=tokens.operator() | key())
+    assert retired.status_code == 200
+    listed = (await api.get("/v1/packs?currency=USD", headers=tenant)).json()
+    assert name not in [p["name"] for p in listed]

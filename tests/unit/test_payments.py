@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from ledger_service.api.errors import ApiError
 from ledger_service.api.payment_webhooks import payment_command, verified_event
 from ledger_service.audit.verify import verify
-from ledger_service.domain.errors import InvalidAmount, InvalidArgument, InvalidTransition
+from ledger_service.domain.errors import (
+    InvalidAmount,
+    InvalidArgument,
+    InvalidTransition,
+    PackAlreadyExists,
+    PackNotFound,
+)
 from ledger_service.domain.invoice import invoice_lines
 from ledger_service.domain.money import from_minor_units, to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder, PaymentOrderStatus
@@ -347,3 +353,48 @@ def test_a_topup_below_the_currency_minimum_is_refused(ledger: LedgerApplication
     with pytest.raises(InvalidAmount, match="smallest top-up in USD is 10"):
         card_topup(ledger, amount="9.99")
     assert card_topup(ledger, amount="10")["status"] == "invoiced"
+
+
+# -- packs ----------------------------------------------------------------------------------
+
+
+def test_a_paid_pack_credits_its_bonus_as_a_grant_once(ledger: LedgerApplication) -> None:
+    ledger.define_pack(
+        pack_name="starter", currency="USD", amount="40", bonus="5", actor="op",
+        idempotency_key="p",
+    )  # fmt: skip
+    requested = dict(ledger.request_topup(
+        company_id="acme", amount="40", currency="USD", pack="starter", payment_method="card",
+        actor="tenant", idempotency_key="t",
+    ))  # fmt: skip
+    ledger.retire_pack(pack_name="starter", currency="USD", actor="op", idempotency_key="r")
+    order = requested["payment_order"]["payment_order_id"]
+    apply(ledger, order, "evt_1")
+    apply(ledger, order, "evt_1")
+    wallet = ledger.get_wallet("acme")
+    assert (wallet.prepaid, wallet.granted, wallet.balance) == (D(40), D(5), D(45))
+    [grant] = wallet.grants.values()
+    assert grant.reference == f"pack:{requested['topup_id']}"
+    assert verify(ledger).ok
+
+
+def test_a_pack_is_bought_at_its_amount_and_only_while_offered(
+    ledger: LedgerApplication,
+) -> None:
+    ledger.define_pack(pack_name="big", currency="USD", amount="100", bonus="20", actor="op",
+                       idempotency_key="p")  # fmt: skip
+    with pytest.raises(PackAlreadyExists):
+        ledger.define_pack(pack_name="big", currency="USD", amount="90", bonus="0",
+                           actor="op", idempotency_key="p2")  # fmt: skip
+    with pytest.raises(InvalidArgument, match="pack 'big' is 100 USD"):
+        card_topup_of(ledger, amount="90", pack="big")
+    with pytest.raises(PackNotFound):
+        card_topup_of(ledger, amount="100", pack="small")
+    assert [p.name for p in ledger.packs().offered("USD")] == ["big"]
+    assert ledger.packs().offered("INR") == []
+
+
+def card_topup_of(ledger: LedgerApplication, **kwargs: Any) -> Any:
+    params = {"company_id": "acme", "currency": "USD", "payment_method": "card",
+              "actor": "tenant", "idempotency_key": uuid4().hex} | kwargs  # fmt: skip
+    return ledger.request_topup(**params)

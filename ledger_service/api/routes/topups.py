@@ -102,6 +102,8 @@ def _topup(row: Any) -> TopupOut:
         tax=format_amount(row["tax"]),
         fee=format_amount(row["fee"]),
         total=format_amount(row["amount"] + row["tax"] + row["fee"]),
+        pack=row["pack"],
+        bonus=format_amount(row["bonus"]),
         currency=row["currency"],
         note=row["note"],
         invoice_number=row["invoice_number"],

@@ -160,3 +160,43 @@ def test_run_ingests_what_publish_sample_produces_on_the_embedded_broker(
         assert row[0] == unique < 300
     finally:
         stop(process)
+
+
+def test_a_card_topup_paid_on_the_mock_checkout_of_ledger_run(database_url: str) -> None:
+    """The mock provider end to end, as a developer meets it after `make run`: the checkout
+    link points at the running service, whose Pay button credits the wallet."""
+    from ledger_service.api.auth import mint_token
+    from ledger_service.config import DEVELOPMENT_JWT_SECRET
+
+    def token(company: str | None, scope: str) -> dict[str, str]:
+        jwt = mint_token(DEVELOPMENT_JWT_SECRET, subject="e2e", company_id=company,
+                         scopes=[scope], ttl_s=600)  # fmt: skip
+        return {"Authorization": f"Bearer {jwt}", "Idempotency-Key": os.urandom(8).hex()}
+
+    port = free_port()
+    company = f"card-{port}"
+    process = start({"LEDGER_DATABASE_URL": database_url}, port)
+    try:
+        wait_ready(process, port)
+        base = f"http://127.0.0.1:{port}"
+        opened = httpx.post(f"{base}/v1/wallets", headers=token(None, "billing.manage"), json={
+            "company_id": company, "currency": "USD", "mode": "shared", "postpaid_limit": "0",
+            "included_quota": "0", "rate_card": {"marketing": "0.05"}})  # fmt: skip
+        assert opened.status_code == 201, opened.text
+        topup = httpx.post(f"{base}/v1/topup-requests", headers=token(company, "billing.view"),
+                           json={"company_id": company, "amount": "40", "currency": "USD",
+                                 "payment_method": "card"}).json()  # fmt: skip
+        checkout = topup["payment_order"]["checkout_url"]
+        assert checkout.startswith(f"{base}/v1/payments/mock/checkout/")
+        assert "Pay 40 USD" in httpx.get(checkout).text
+        assert "succeeded" in httpx.post(f"{checkout}/pay").text
+        deadline = time.monotonic() + 30
+        while True:
+            wallet = httpx.get(f"{base}/v1/wallets/{company}",
+                               headers=token(company, "billing.view")).json()  # fmt: skip
+            if wallet["buckets"]["prepaid"] == "40" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert wallet["buckets"]["prepaid"] == "40"
+    finally:
+        stop(process)

@@ -19,12 +19,14 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.utils import get_topic
 
 from ledger_service.domain.books import postings_of
+from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.transfer import Transfer
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import Handler, merged
 from projections.handlers.grants import GRANTS
 from projections.handlers.holds import HOLDS
+from projections.handlers.payment_orders import PAYMENT_ORDERS
 from projections.handlers.policies import POLICIES
 from projections.handlers.topups import TOPUPS
 from projections.handlers.wallets import WALLETS
@@ -33,12 +35,16 @@ from projections.rows import (
     AlertRow,
     EntryRow,
     HoldRow,
+    PaymentOrderChange,
+    PaymentOrderRow,
     TopupRow,
     UsageRow,
     WalletRow,
 )
 
-PROJECTED_TOPIC_PREFIXES = tuple(f"{get_topic(cls)}." for cls in (Wallet, TopupRequest, Transfer))
+PROJECTED_TOPIC_PREFIXES = tuple(
+    f"{get_topic(cls)}." for cls in (Wallet, TopupRequest, Transfer, PaymentOrder)
+)
 """Events of other aggregates (sender registrations, invoice claims) change no read model, so
 their notifications are skipped before decoding. Transfers have no handler: ``Completed`` only
 books the commission (account totals)."""
@@ -63,6 +69,10 @@ class BatchBuilder:
     """Holds placed in this batch and still active at its end."""
     holds_closed: set[UUID] = field(default_factory=set)
     """Holds placed before this batch and closed in it."""
+    payment_orders: dict[UUID, PaymentOrderRow] = field(default_factory=dict)
+    """Payment orders created in this batch."""
+    payment_order_changes: dict[UUID, PaymentOrderChange] = field(default_factory=dict)
+    """Later events of orders created before this batch."""
     grants: dict[UUID, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Wallets' active grants, parsed from their rows' JSON as first needed in the batch."""
 
@@ -132,7 +142,9 @@ class BatchBuilder:
         )
 
 
-_HANDLERS: dict[type[Any], Handler[Any]] = merged((WALLETS, GRANTS, HOLDS, POLICIES, TOPUPS))
+_HANDLERS: dict[type[Any], Handler[Any]] = merged(
+    (WALLETS, GRANTS, HOLDS, POLICIES, TOPUPS, PAYMENT_ORDERS)
+)
 
 HANDLED_EVENT_CLASSES = frozenset(_HANDLERS)
 HANDLED_EVENTS = frozenset(event_class.__qualname__ for event_class in _HANDLERS)
@@ -141,7 +153,7 @@ HANDLED_EVENTS = frozenset(event_class.__qualname__ for event_class in _HANDLERS
 _LOADS: dict[type[Any], RowKind] = {
     event_class: "topup" if issubclass(event_class, TopupRequest.Event) else "wallet"
     for event_class in _HANDLERS
-    if not issubclass(event_class, Aggregate.Created)
+    if not issubclass(event_class, Aggregate.Created | PaymentOrder.Event)
 }
 """Events that update an existing row, and which kind: every handled event but a creation."""
 

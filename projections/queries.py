@@ -171,6 +171,21 @@ class ReadModels:
             f"SELECT * FROM {self.t['rm_topups']} WHERE topup_id = $1", topup_id
         )
 
+    async def payment_order(self, order_id: UUID) -> Any:
+        return await self.pool.fetchrow(
+            f"SELECT * FROM {self.t['rm_payment_orders']} WHERE payment_order_id = $1", order_id
+        )
+
+    async def payment_orders_of(self, topup_id: UUID) -> list[Any]:
+        """A top-up's payment orders, oldest first (a handful at most)."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT * FROM {self.t['rm_payment_orders']} WHERE topup_id = $1 "
+                "ORDER BY position LIMIT 100",
+                topup_id,
+            )
+        )
+
     async def admin_stats(self) -> dict[str, Any]:
         """Figures from one snapshot, so they agree with each other and with ``position``."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):

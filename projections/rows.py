@@ -171,6 +171,36 @@ class HoldRow(NamedTuple):
 
 
 @dataclass(slots=True)
+class PaymentOrderRow:
+    """``rm_payment_orders``: a card payment order of a top-up and where it stands."""
+
+    payment_order_id: UUID
+    topup_id: UUID
+    company_id: str
+    provider: str
+    status: str
+    amount_total: Decimal
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+    position: int
+    checkout_url: str | None = None
+    failure_reason: str | None = None
+
+
+class PaymentOrderChange(NamedTuple):
+    """A later event of an order created in an earlier batch: the columns it sets (None:
+    unchanged). Written as an UPDATE, so the builder never loads order rows."""
+
+    payment_order_id: UUID
+    status: str | None
+    checkout_url: str | None
+    failure_reason: str | None
+    updated_at: datetime
+    position: int
+
+
+@dataclass(slots=True)
 class UsageRow:
     """``rm_usage_daily``: usage per company, sender, category and day.
 
@@ -206,7 +236,7 @@ class AccountRow:
     position: int
 
 
-Row = WalletRow | TopupRow | EntryRow | AlertRow | UsageRow | AccountRow | HoldRow
+Row = WalletRow | TopupRow | EntryRow | AlertRow | UsageRow | AccountRow | HoldRow | PaymentOrderRow
 
 
 def stored_fields(row_class: type[Row]) -> tuple[str, ...]:

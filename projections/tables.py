@@ -22,8 +22,9 @@ TOPUPS = "rm_topups"
 ACCOUNTS = "rm_account_totals"
 ALERTS = "rm_alerts"
 HOLDS = "rm_holds"
+PAYMENT_ORDERS = "rm_payment_orders"
 POSITIONS = "rm_projection_positions"
-ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, HOLDS, POSITIONS)
+ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, HOLDS, PAYMENT_ORDERS, POSITIONS)
 """Every read-model table; the positions table is last (it says how far the others are)."""
 
 _DDL = """
@@ -197,6 +198,21 @@ ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS tax numeric NOT NULL DEFAULT 
     ADD COLUMN IF NOT EXISTS bonus numeric NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS rm_topups_company ON {s}.rm_topups (company_id, created_position DESC);
 CREATE INDEX IF NOT EXISTS rm_topups_status ON {s}.rm_topups (status, created_position DESC);
+CREATE TABLE IF NOT EXISTS {s}.rm_payment_orders (
+    payment_order_id uuid PRIMARY KEY,
+    topup_id uuid NOT NULL,
+    company_id text NOT NULL,
+    provider text NOT NULL,
+    status text NOT NULL,
+    amount_total numeric NOT NULL,
+    currency text NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    position bigint NOT NULL,
+    checkout_url text,
+    failure_reason text
+);
+CREATE INDEX IF NOT EXISTS rm_payment_orders_topup ON {s}.rm_payment_orders (topup_id);
 CREATE TABLE IF NOT EXISTS {s}.rm_account_totals (
     account text PRIMARY KEY,
     total numeric NOT NULL,

@@ -18,6 +18,7 @@ from projections.rows import (
     AlertRow,
     EntryRow,
     HoldRow,
+    PaymentOrderRow,
     Row,
     TopupRow,
     UsageRow,
@@ -32,6 +33,7 @@ from projections.tables import (
     ALERTS,
     ENTRIES,
     HOLDS,
+    PAYMENT_ORDERS,
     TOPUPS,
     USAGE,
     WALLETS,
@@ -43,6 +45,7 @@ _topup_values = values_of(TopupRow)
 _alert_values = values_of(AlertRow)
 _usage_values = values_of(UsageRow)
 _account_values = values_of(AccountRow)
+_order_values = values_of(PaymentOrderRow)
 
 
 def insert_sql(table: str, row_class: type[Row]) -> str:
@@ -83,6 +86,15 @@ class RowWriter:
         self.account_upsert = upsert_sql(tables[ACCOUNTS], AccountRow, AccountRow.KEY)
         self.hold_upsert = upsert_sql(tables[HOLDS], HoldRow, ("hold_id",))
         self.hold_delete = f"DELETE FROM {tables[HOLDS]} WHERE hold_id = ANY(%s)"
+        orders = tables[PAYMENT_ORDERS]
+        self.order_upsert = upsert_sql(orders, PaymentOrderRow, ("payment_order_id",))
+        self.order_update = (
+            f"UPDATE {orders} SET status = COALESCE(%(status)s, status), "
+            "checkout_url = COALESCE(%(checkout_url)s, checkout_url), "
+            "failure_reason = COALESCE(%(failure_reason)s, failure_reason), "
+            "updated_at = %(updated_at)s, position = %(position)s "
+            "WHERE payment_order_id = %(payment_order_id)s"
+        )
 
     def load(self, cur: psycopg.Cursor[Any], events: Iterable[tuple[int, Any]]) -> BatchBuilder:
         """A builder holding the stored rows that ``events`` update (creations need none)."""
@@ -123,6 +135,12 @@ class RowWriter:
             cur.executemany(
                 self.hold_upsert, [batch.holds_placed[h] for h in sorted(batch.holds_placed)]
             )
+        if batch.payment_orders:
+            orders = [_order_values(batch.payment_orders[o]) for o in sorted(batch.payment_orders)]
+            cur.executemany(self.order_upsert, orders)
+        if batch.payment_order_changes:
+            changes = [c._asdict() for _, c in sorted(batch.payment_order_changes.items())]
+            cur.executemany(self.order_update, changes)
         if batch.usage:
             cur.executemany(self.usage_upsert, [_usage_values(u) for u in batch.usage.values()])
         if batch.accounts:

@@ -81,8 +81,11 @@ async def test_a_tenant_pays_a_card_topup_on_the_mock_checkout(
     paid = await api.post(f"{checkout}/pay")
     assert paid.status_code == 200
     assert "<strong id=status>succeeded</strong>" in paid.text
-    read = await api.get(f"/v1/payment-orders/{order['id']}", headers=tokens.tenant(company_id))
-    assert read.json()["status"] == "succeeded"
+    head = pg_ledger.recorder.max_notification_id()
+    read = await api.get(
+        f"/v1/payment-orders/{order['id']}?min_position={head}", headers=tokens.tenant(company_id)
+    )
+    assert read.json() | {"position": None} == order | {"status": "succeeded"}
     other = tokens.tenant(f"{company_id}-other")
     assert_error(
         await api.get(f"/v1/payment-orders/{order['id']}", headers=other),
@@ -155,6 +158,19 @@ async def test_a_payment_that_is_not_the_order_needs_review_and_credits_nothing(
     )
     assert again.status_code == 201
     assert again.json()["id"] != order["id"]
+    listed = await api.get(
+        f"/v1/topup-requests/{order['topup_id']}/payment-orders?min_position="
+        f"{again.json()['position']}",
+        headers=tokens.tenant(company_id),
+    )
+    assert [(o["id"], o["status"]) for o in listed.json()] == [
+        (order["id"], "needs_review"), (again.json()["id"], "created")
+    ]  # fmt: skip
+    assert_error(
+        await api.get(f"/v1/topup-requests/{order['topup_id']}/payment-orders",
+                      headers=tokens.tenant(f"{company_id}-x")),
+        404, "TOPUP_NOT_FOUND",
+    )  # fmt: skip
 
 
 async def test_a_taxed_card_topup_shows_its_invoice_lines_and_books_each_part(

@@ -117,6 +117,18 @@ def history(ledger: LedgerApplication, company: str, other: str) -> None:
         reference=f"{company}-held", actor="sender", idempotency_key="h1",
     )  # fmt: skip
     ledger.unlink_sender(company_id=other, waba_id=f"{other}-w1", actor="op", idempotency_key="u")
+    card = ledger.request_topup(
+        company_id=company, amount="20", currency="USD", payment_method="card", actor="t",
+        idempotency_key="card",
+    )  # fmt: skip
+    declined = uuid.UUID(card["payment_order"]["payment_order_id"])
+    ledger.apply_payment_event(
+        provider="mock", payment_order_id=declined, kind="failed", reason="declined",
+        actor="mock-webhook", idempotency_key=f"{company}-evt-1",
+    )  # fmt: skip
+    ledger.create_payment_order(
+        topup_id=uuid.UUID(card["topup_id"]), actor="t", idempotency_key="again"
+    )
 
 
 def table_differences(conn: psycopg.Connection[Any], a: str, b: str) -> dict[str, int]:
@@ -137,14 +149,14 @@ def table_differences(conn: psycopg.Connection[Any], a: str, b: str) -> dict[str
 
 
 def test_every_handled_event_class_exists() -> None:
+    from ledger_service.domain.payment_order import PaymentOrder
     from ledger_service.domain.topup import TopupRequest
     from ledger_service.domain.wallet import Wallet
 
+    owners = {"Wallet": Wallet, "TopupRequest": TopupRequest, "PaymentOrder": PaymentOrder}
     for name in HANDLED_EVENTS:
         owner, event = name.split(".")
-        assert isinstance(
-            vars({"Wallet": Wallet, "TopupRequest": TopupRequest}[owner])[event], type
-        )
+        assert isinstance(vars(owners[owner])[event], type)
 
 
 def test_the_row_classes_name_exactly_the_columns_of_the_tables(
@@ -235,7 +247,17 @@ def test_read_models_agree_with_the_aggregates_and_the_books(
             f'FROM "{schema}".rm_topups WHERE company_id = %s ORDER BY created_position',
             (company_id,),
         ).fetchall()
-        assert topups == [("completed", True, "bank-1", None), ("rejected", False, None, "no")]
+        assert topups == [
+            ("completed", True, "bank-1", None),
+            ("rejected", False, None, "no"),
+            ("invoiced", True, None, None),  # by card: its second order still open
+        ]
+        orders = conn.execute(
+            f'SELECT status, failure_reason, checkout_url IS NOT NULL FROM "{schema}".'
+            "rm_payment_orders WHERE company_id = %s ORDER BY position",
+            (company_id,),
+        ).fetchall()
+        assert orders == [("failed", "declined", True), ("created", None, True)]
         accounts = dict(
             conn.execute(f'SELECT account, total FROM "{schema}".rm_account_totals').fetchall()
         )

@@ -14,7 +14,7 @@ import asyncio
 import html
 import json
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import stripe
@@ -29,15 +29,17 @@ from ledger_service.api.routes.dependencies import (
     ApiState,
     Caller,
     IdempotencyKey,
+    MinPosition,
     State,
+    fresh,
     key,
     write,
 )
 from ledger_service.api.routes.dependencies import see as require_company
 from ledger_service.domain.errors import LedgerError, PaymentOrderNotFound, TopupNotFound
-from ledger_service.domain.money import to_minor_units
+from ledger_service.domain.money import format_amount, to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder
-from ledger_service.service.payments import PaymentOrderState, order_state
+from ledger_service.service.payments import PaymentOrderState
 from ledger_service.service.topups import CreatePaymentOrder
 from schemas.api import PaymentOrderOut, WebhookOut
 from schemas.stripe_events import (
@@ -70,11 +72,44 @@ async def create_payment_order(
 
 
 @router.get("/payment-orders/{order_id}", tags=["tenant", "operator"])
-async def get_payment_order(order_id: UUID, state: State, caller: Caller) -> PaymentOrderOut:
+async def get_payment_order(
+    order_id: UUID, state: State, caller: Caller, min_position: MinPosition = None
+) -> PaymentOrderOut:
     """One payment order (scope billing.view, own company; or billing.manage)."""
-    order = await asyncio.to_thread(state.ledger.get_payment_order, order_id)
-    _check_sees(caller, order.company_id, PaymentOrderNotFound(f"no payment order {order_id}"))
-    return PaymentOrderOut.of(order_state(order))
+    row = await (await fresh(state, min_position)).payment_order(order_id)
+    missing = PaymentOrderNotFound(f"no payment order {order_id}")
+    if row is None:
+        raise missing
+    _check_sees(caller, row["company_id"], missing)
+    return _order_out(row)
+
+
+@router.get("/topup-requests/{topup_id}/payment-orders", tags=["tenant", "operator"])
+async def list_payment_orders(
+    topup_id: UUID, state: State, caller: Caller, min_position: MinPosition = None
+) -> list[PaymentOrderOut]:
+    """A top-up's payment orders, oldest first (scope billing.view, own company; or
+    billing.manage)."""
+    reads = await fresh(state, min_position)
+    topup = await reads.topup(topup_id)
+    missing = TopupNotFound(f"no top-up request {topup_id}")
+    if topup is None:
+        raise missing
+    _check_sees(caller, topup["company_id"], missing)
+    return [_order_out(row) for row in await reads.payment_orders_of(topup_id)]
+
+
+def _order_out(row: Any) -> PaymentOrderOut:
+    return PaymentOrderOut(
+        id=row["payment_order_id"],
+        topup_id=row["topup_id"],
+        company_id=row["company_id"],
+        provider=row["provider"],
+        status=row["status"],
+        amount_total=format_amount(row["amount_total"]),
+        currency=row["currency"],
+        checkout_url=row["checkout_url"],
+    )
 
 
 def _check_sees(caller: Principal, company_id: str, not_found: Exception) -> None:

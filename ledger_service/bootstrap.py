@@ -29,7 +29,8 @@ from ledger_service.reactions.follower import LogFollower
 from ledger_service.reactions.notifications import NotificationRelay
 from ledger_service.reactions.positions import FollowerPositions
 from ledger_service.service.ledger import LedgerApplication
-from ledger_service.service.payments import MockPaymentProvider
+from ledger_service.service.payments import MockPaymentProvider, PaymentProvider
+from ledger_service.service.stripe_checkout import StripeCheckoutProvider
 from ledger_service.store import LedgerRecorder
 from projections.projector import Projector
 from projections.queries import ReadModels
@@ -144,9 +145,25 @@ def build_ledger(
     ledger.topup_tax_percent = settings.topup_tax_percent
     ledger.topup_fee_percent = settings.topup_fee_percent
     ledger.topup_minimums = dict(settings.topup_minimums)
-    if settings.payments_provider == "mock":
-        ledger.payment_provider = MockPaymentProvider(settings.public_url)
+    ledger.payment_provider = payment_provider(settings)
     return ledger
+
+
+def payment_provider(settings: Settings) -> PaymentProvider | None:
+    """Who opens card checkouts (``LEDGER_PAYMENTS_PROVIDER``); None: no card payments."""
+    if settings.payments_provider == "mock":
+        return MockPaymentProvider(settings.public_url)
+    if settings.payments_provider == "stripe":
+        assert settings.payments_stripe_api_key  # checked by Settings
+        assert settings.payments_success_url
+        assert settings.payments_cancel_url
+        return StripeCheckoutProvider(
+            settings.payments_stripe_api_key,
+            success_url=settings.payments_success_url,
+            cancel_url=settings.payments_cancel_url,
+            api_base=settings.payments_stripe_api_base,
+        )
+    return None
 
 
 def build_consumer(container: Container, **options: Any) -> tuple[UsageConsumer, LedgerApplication]:

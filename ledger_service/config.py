@@ -78,10 +78,22 @@ class Settings(BaseSettings):
     )
 
     # -- payments (card top-ups) -----------------------------------------------------------
-    payments_provider: Literal["mock", "none"] = Field(
+    payments_provider: Literal["mock", "stripe", "none"] = Field(
         default="mock",
         description="who collects card top-ups: the built-in mock checkout (development and "
-        "tests; refused in production) or none (invoice top-ups only)",
+        "tests; refused in production), Stripe Checkout, or none (invoice top-ups only)",
+    )
+    payments_stripe_api_key: str | None = Field(
+        default=None, description="Stripe secret key (sk_...), needed with provider stripe"
+    )
+    payments_stripe_api_base: str | None = Field(
+        default=None, description="Stripe's API address; unset: https://api.stripe.com"
+    )
+    payments_success_url: str | None = Field(
+        default=None, description="where Stripe Checkout sends the payer after paying"
+    )
+    payments_cancel_url: str | None = Field(
+        default=None, description="where Stripe Checkout sends a payer who gives up"
     )
     payments_public_url: str | None = Field(
         default=None,
@@ -127,6 +139,20 @@ class Settings(BaseSettings):
     cycle_check_interval_s: float = Field(
         default=60.0, gt=0, le=86_400, description="how often due billing cycles are started"
     )
+
+    @model_validator(mode="after")
+    def _stripe_needs_its_settings(self) -> Settings:
+        if self.payments_provider == "stripe":
+            missing = [
+                name
+                for name in ("payments_stripe_api_key", "payments_success_url",
+                             "payments_cancel_url", "payments_stripe_webhook_secret")
+                if not getattr(self, name)
+            ]  # fmt: skip
+            if missing:
+                names = ", ".join(f"LEDGER_{m.upper()}" for m in missing)
+                raise ValueError(f"LEDGER_PAYMENTS_PROVIDER=stripe needs {names}")
+        return self
 
     @property
     def public_url(self) -> str:

@@ -16,8 +16,6 @@ SESSION_COMPLETED = "checkout.session.completed"
 SESSION_ASYNC_PAYMENT_SUCCEEDED = "checkout.session.async_payment_succeeded"
 SESSION_EXPIRED = "checkout.session.expired"
 PAYMENT_FAILED = "payment_intent.payment_failed"
-ORDER_METADATA_KEY = "ledger_payment_order_id"
-"""Where a payment intent carries the ledger's order id (set when its checkout is opened)."""
 
 
 class _Lenient(BaseModel):

@@ -33,6 +33,7 @@ from ledger_service.domain.errors import (
     NotFound,
     NotPermitted,
     PackAlreadyExists,
+    PaymentProviderUnavailable,
     PriceMismatch,
     SenderAlreadyLinked,
     SenderNotLinked,
@@ -68,6 +69,7 @@ _STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
     (UsageNotRefundable, 409),
     (IdempotencyConflict, 409),
     (ConcurrencyConflict, 409),
+    (PaymentProviderUnavailable, 503),
 )
 _HTTP_CODES = {
     400: "BAD_REQUEST",

@@ -18,9 +18,13 @@ import structlog
 from pydantic import ValidationError
 
 from ledger_service.api.errors import ApiError
-from ledger_service.service.payments import WEBHOOK_ACTOR, ApplyPaymentEvent, PaymentEventKind
-from schemas.stripe_events import (
+from ledger_service.service.payments import (
     ORDER_METADATA_KEY,
+    WEBHOOK_ACTOR,
+    ApplyPaymentEvent,
+    PaymentEventKind,
+)
+from schemas.stripe_events import (
     PAYMENT_FAILED,
     SESSION_ASYNC_PAYMENT_SUCCEEDED,
     SESSION_COMPLETED,

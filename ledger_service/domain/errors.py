@@ -58,6 +58,12 @@ class PackAlreadyExists(LedgerError):
     code = "PACK_ALREADY_EXISTS"
 
 
+class PaymentProviderUnavailable(LedgerError):
+    """The payment provider could not open a checkout (nothing was written)."""
+
+    code = "PAYMENT_PROVIDER_UNAVAILABLE"
+
+
 class PaymentOrderNotFound(NotFound):
     code = "PAYMENT_ORDER_NOT_FOUND"
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+ORDER_METADATA_KEY = "ledger_payment_order_id"
+"""Where a provider's payment intent carries the ledger's order id (set at checkout)."""
 WEBHOOK_ACTOR = "-webhook"
 """How the actor of what a provider's webhook records ends (``stripe-webhook``)."""
 PaymentOrderStatusText = Literal["created", "succeeded", "failed", "expired", "needs_review"]

@@ -39,11 +39,10 @@ from ledger_service.api.routes.dependencies import see as require_company
 from ledger_service.domain.errors import LedgerError, PaymentOrderNotFound, TopupNotFound
 from ledger_service.domain.money import format_amount, to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder
-from ledger_service.service.payments import PaymentOrderState
+from ledger_service.service.payments import ORDER_METADATA_KEY, PaymentOrderState
 from ledger_service.service.topups import CreatePaymentOrder
 from schemas.api import PaymentOrderOut, WebhookOut
 from schemas.stripe_events import (
-    ORDER_METADATA_KEY,
     PAYMENT_FAILED,
     SESSION_COMPLETED,
 )

@@ -64,6 +64,8 @@ class WalletRow:
     """The soonest ``expires_at`` of an active grant (the cycle scheduler looks for it)."""
     held: Decimal = Decimal(0)
     """What the active holds reserve together (``rm_holds`` lists them)."""
+    tax_percent: Decimal | None = None
+    """Tax on the wallet's top-up invoices; None: the service's rate."""
 
     @property
     def balance(self) -> Decimal:

@@ -92,6 +92,12 @@ IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{n
 ALTER TABLE {s}.rm_wallet_balances ADD COLUMN IF NOT EXISTS held numeric NOT NULL DEFAULT 0;
 END IF;
 END $migrate$;
+DO $migrate$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{name}'
+               AND table_name = 'rm_wallet_balances' AND column_name = 'tax_percent') THEN
+ALTER TABLE {s}.rm_wallet_balances ADD COLUMN IF NOT EXISTS tax_percent numeric;
+END IF;
+END $migrate$;
 -- The active holds only: a hold's row goes when it is settled, released or expired.
 CREATE TABLE IF NOT EXISTS {s}.rm_holds (
     hold_id uuid PRIMARY KEY,
@@ -192,10 +198,15 @@ CREATE TABLE IF NOT EXISTS {s}.rm_topups (
     created_position bigint NOT NULL,
     position bigint NOT NULL
 );
+DO $migrate$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{name}'
+               AND table_name = 'rm_topups' AND column_name = 'bonus') THEN
 ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS tax numeric NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS fee numeric NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS pack text,
     ADD COLUMN IF NOT EXISTS bonus numeric NOT NULL DEFAULT 0;
+END IF;
+END $migrate$;
 CREATE INDEX IF NOT EXISTS rm_topups_company ON {s}.rm_topups (company_id, created_position DESC);
 CREATE INDEX IF NOT EXISTS rm_topups_status ON {s}.rm_topups (status, created_position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_payment_orders (

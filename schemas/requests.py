@@ -115,6 +115,11 @@ class ConfigureWalletIn(Request):
         None, description="daily caps per category; {} removes all"
     )
     cycle: CycleIn | None = None
+    tax_percent: Money | None = Field(
+        None,
+        description='tax added to top-up invoices, in percent (e.g. "18"), instead of the '
+        "service's LEDGER_TOPUP_TAX_PERCENT",
+    )
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> ConfigureWallet:
         """Sections travel as plain mappings (their defaults filled in here) into the
@@ -134,6 +139,7 @@ class ConfigureWalletIn(Request):
                 {c: cap.model_dump() for c, cap in self.spending_caps.items()}
             ),
             cycle=None if self.cycle is None else cycle_anchor_from(self.cycle.model_dump()),
+            tax_percent=_optional_decimal(self.tax_percent),
             actor=actor,
             idempotency_key=idempotency_key,
         )

@@ -73,6 +73,7 @@ class Wallet(Aggregate):
     SenderUnlinked = wallet_events.SenderUnlinked
     PostpaidLimitChanged = wallet_events.PostpaidLimitChanged
     RateCardChanged = wallet_events.RateCardChanged
+    TaxRateChanged = wallet_events.TaxRateChanged
     IncludedQuotaChanged = wallet_events.IncludedQuotaChanged
     FailedUsageRecorded = wallet_events.FailedUsageRecorded
     AlertSettingsChanged = wallet_events.AlertSettingsChanged
@@ -89,13 +90,14 @@ class Wallet(Aggregate):
     HoldClosed = wallet_events.HoldClosed
 
     # Snapshots: version 2 added policies (cycles, alerts, caps, auto top-up) as plain dicts,
-    # version 3 holds them as typed values, version 4 added grants, version 5 holds. Older
-    # snapshots are upcast; events need none.
-    class_version = 5
+    # version 3 holds them as typed values, version 4 added grants, version 5 holds, version 6
+    # a tax rate. Older snapshots are upcast; events need none.
+    class_version = 6
     upcast_v1_v2 = staticmethod(policies.upcast_v1_v2)
     upcast_v2_v3 = staticmethod(policies.upcast_v2_v3)
     upcast_v3_v4 = staticmethod(policies.upcast_v3_v4)
     upcast_v4_v5 = staticmethod(policies.upcast_v4_v5)
+    upcast_v5_v6 = staticmethod(policies.upcast_v5_v6)
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -150,6 +152,8 @@ class Wallet(Aggregate):
         self.postpaid_limit = postpaid_limit
         self.included_quota = included_quota
         self.rate_card = dict(rate_card)
+        self.tax_percent: Decimal | None = None
+        """Tax on this wallet's top-up invoices, in percent; None: the service's default."""
         self.senders: set[str] = set()
         self.included = ZERO
         self.prepaid = ZERO
@@ -207,6 +211,8 @@ class Wallet(Aggregate):
     check_sender_linked = setup.check_sender_linked
     change_postpaid_limit = setup.change_postpaid_limit
     _postpaid_limit_changed = setup._postpaid_limit_changed
+    change_tax_rate = setup.change_tax_rate
+    _tax_rate_changed = setup._tax_rate_changed
     change_rate_card = setup.change_rate_card
     _rate_card_changed = setup._rate_card_changed
     change_included_quota = setup.change_included_quota

@@ -48,6 +48,13 @@ class PostpaidLimitChanged(Aggregate.Event):
     actor: str
 
 
+class TaxRateChanged(Aggregate.Event):
+    """The tax added to this wallet's top-up invoices, in percent (None: the service's)."""
+
+    tax_percent: Decimal | None
+    actor: str
+
+
 class RateCardChanged(Aggregate.Event):
     rate_card: dict[str, Decimal]
     actor: str

@@ -363,6 +363,11 @@ def upcast_v3_v4(state: dict[str, Any]) -> None:
     state["granted"] = ZERO
 
 
+def upcast_v5_v6(state: dict[str, Any]) -> None:
+    """Version 6 added a tax rate; a wallet snapshotted before had the service's."""
+    state["tax_percent"] = None
+
+
 def upcast_v4_v5(state: dict[str, Any]) -> None:
     """Version 5 added holds; a wallet snapshotted before them had none."""
     state["holds"] = {}

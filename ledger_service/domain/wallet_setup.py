@@ -21,6 +21,7 @@ from ledger_service.domain.errors import (
     UnknownCategory,
 )
 from ledger_service.domain.ids import check_key
+from ledger_service.domain.invoice import check_percent
 from ledger_service.domain.money import canonical, parse_amount
 
 if TYPE_CHECKING:
@@ -89,6 +90,18 @@ def _postpaid_limit_changed(
     self: Wallet, postpaid_limit: Decimal, previous: Decimal, actor: str
 ) -> None:
     self.postpaid_limit = postpaid_limit
+
+
+def change_tax_rate(self: Wallet, tax_percent: Decimal | None, *, actor: str) -> None:
+    """The tax on this wallet's top-ups (e.g. 18 for GST); None: the service's default."""
+    if tax_percent is not None:
+        tax_percent = check_percent(tax_percent, "tax_percent")
+    self._tax_rate_changed(tax_percent=tax_percent, actor=actor)
+
+
+@event(wallet_events.TaxRateChanged)
+def _tax_rate_changed(self: Wallet, tax_percent: Decimal | None, actor: str) -> None:
+    self.tax_percent = tax_percent
 
 
 def change_rate_card(self: Wallet, rate_card: dict[str, Decimal], *, actor: str) -> None:

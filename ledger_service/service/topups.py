@@ -163,11 +163,13 @@ class ApproveTopup(TopupCommand):
 
 def issue_invoice(ledger: LedgerApplication, topup: TopupRequest, actor: str) -> InvoiceNumberClaim:
     """Approve ``topup`` with a new invoice number (and the claim that keeps it unique) and its
-    lines: the service's tax and platform fee on the amount."""
+    lines: the wallet's tax (else the service's) and the platform fee on the amount."""
     number = new_invoice_number(topup.company_id)
+    tax_percent = ledger.get_wallet_by_id(topup.wallet_id).tax_percent
     lines = invoice_lines(
         topup.amount, topup.currency,
-        tax_percent=ledger.topup_tax_percent, fee_percent=ledger.topup_fee_percent,
+        tax_percent=ledger.topup_tax_percent if tax_percent is None else tax_percent,
+        fee_percent=ledger.topup_fee_percent,
     )  # fmt: skip
     topup.approve(invoice_number=number, actor=actor, lines=lines)
     return InvoiceNumberClaim(invoice_number=number, topup_id=topup.id)

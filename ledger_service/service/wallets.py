@@ -171,13 +171,17 @@ class ConfigureWallet(Command[WalletChanged]):
     auto_topup: AutoTopup | None = None
     spending_caps: Mapping[str, SpendingCap] | None = None
     cycle: CycleAnchor | None = None
+    tax_percent: Decimal | None = None
+    """The tax on this wallet's top-ups, in percent (instead of the service's)."""
 
     def __post_init__(self) -> None:
-        changes = (self.postpaid_limit, self.included_quota, self.rate_card, self.alerts)
+        changes = (
+            self.postpaid_limit, self.included_quota, self.rate_card, self.alerts, self.tax_percent
+        )  # fmt: skip
         policies = (self.auto_topup, self.spending_caps, self.cycle)
         if all(change is None for change in (*changes, *policies)):
             raise InvalidArgument("nothing to change")
-        for name in ("postpaid_limit", "included_quota"):
+        for name in ("postpaid_limit", "included_quota", "tax_percent"):
             value = getattr(self, name)
             if value is not None:
                 set_field(self, name, parse_amount(value, field=name))
@@ -198,6 +202,8 @@ class ConfigureWallet(Command[WalletChanged]):
         fields["spending_caps"] = (
             None if caps is None else {k: c.as_dict() for k, c in caps.items()}
         )
+        if fields["tax_percent"] is None:  # keys recorded before it existed still replay
+            del fields["tax_percent"]
         cycle = self.cycle
         fields["cycle"] = None if cycle is None else {
             "anchor_day": cycle.day, "anchor_time": cycle.at, "time_zone": cycle.time_zone
@@ -215,6 +221,8 @@ class ConfigureWallet(Command[WalletChanged]):
             wallet.change_included_quota(self.included_quota, actor=self.actor)
         if self.rate_card is not None:
             wallet.change_rate_card(dict(self.rate_card), actor=self.actor)
+        if self.tax_percent is not None:
+            wallet.change_tax_rate(self.tax_percent, actor=self.actor)
         self._configure_policies(wallet)
         return Decision([wallet], {"company_id": self.company_id})
 

@@ -72,6 +72,11 @@ def postpaid_limit_changed(
     b.touch_wallet(position, event).postpaid_limit = event.postpaid_limit
 
 
+@WALLETS.on(Wallet.TaxRateChanged)
+def tax_rate_changed(b: BatchBuilder, position: int, event: wallet_events.TaxRateChanged) -> None:
+    b.touch_wallet(position, event).tax_percent = event.tax_percent
+
+
 @WALLETS.on(Wallet.IncludedQuotaChanged)
 def included_quota_changed(
     b: BatchBuilder, position: int, event: wallet_events.IncludedQuotaChanged

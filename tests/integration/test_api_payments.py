@@ -222,3 +222,15 @@ async def test_a_tenant_buys_a_listed_pack_by_card_and_gets_its_bonus(
     assert retired.status_code == 200
     listed = (await api.get("/v1/packs?currency=USD", headers=tenant)).json()
     assert name not in [p["name"] for p in listed]
+
+
+async def test_an_operator_sets_a_wallets_tax_rate_for_its_invoices(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    open_company(pg_ledger, company_id)
+    patched = await api.patch(
+        f"/v1/wallets/{company_id}", json={"tax_percent": "18"}, headers=tokens.operator() | key()
+    )
+    assert patched.status_code == 200, patched.text
+    topup = await card_topup(api, tokens, company_id, amount="50")
+    assert topup["payment_order"]["amount_total"] == "59"

@@ -398,3 +398,14 @@ def card_topup_of(ledger: LedgerApplication, **kwargs: Any) -> Any:
     params = {"company_id": "acme", "currency": "USD", "payment_method": "card",
               "actor": "tenant", "idempotency_key": uuid4().hex} | kwargs  # fmt: skip
     return ledger.request_topup(**params)
+
+
+def test_a_wallets_own_tax_rate_replaces_the_services(ledger: LedgerApplication) -> None:
+    ledger.topup_tax_percent = D(18)
+    ledger.configure_wallet(company_id="acme", tax_percent="5", actor="op", idempotency_key="t")
+    assert card_topup(ledger, amount="100")["payment_order"]["amount_total"] == "105"
+    ledger.configure_wallet(company_id="acme", tax_percent="0", actor="op", idempotency_key="0")
+    assert card_topup(ledger, amount="100")["payment_order"]["amount_total"] == "100"
+    with pytest.raises(InvalidArgument):
+        ledger.configure_wallet(company_id="acme", tax_percent="101", actor="op",
+                                idempotency_key="x")  # fmt: skip

@@ -24,6 +24,8 @@ from ledger_service.domain.refund import REFUND_PREFIX, refund_id_of_entry
 from ledger_service.domain.wallet import Wallet
 from ledger_service.service.ledger import LedgerApplication
 
+TOPUP_PREFIX = "topup:"
+"""The reference of a paid top-up's credit: ``topup:<topup id>:<invoice number>``."""
 COLUMNS = (
     "position",
     "time",
@@ -49,7 +51,7 @@ COLUMNS = (
 )
 """The last three: who asked for and who approved a manual entry (an adjustment), and why; for a
 refund, who refunded and why; for a grant (its issue, credit, expiry or void), who granted it and
-why."""
+why; for a top-up's credit, who requested it and what paid it (``paid: stripe:evt_...``)."""
 
 
 def audit_rows(
@@ -91,8 +93,13 @@ def _grant_of(reference: str) -> str:
 
 
 def _four_eyes(ledger: LedgerApplication, reference: str) -> dict[str, str]:
-    """Requester, approver and reason of an adjustment's or a refund's entry (empty for other
-    rows)."""
+    """Requester, approver and reason of an adjustment's or a refund's entry, and for a top-up's
+    credit who requested it and what paid it (``mark-paid``'s reference, or the payment
+    provider's event: ``stripe:evt_...``); empty for other rows."""
+    if reference.startswith(TOPUP_PREFIX):
+        topup = ledger.get_topup(UUID(reference.split(":")[1]))
+        paid = f"paid: {topup.payment_reference}"
+        return {"requested_by": topup.requested_by, "approved_by": "", "reason": paid}
     if reference.startswith(REFUND_PREFIX):
         refund = ledger.get_refund(refund_id_of_entry(reference))
         if refund is not None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ledger_service.api.errors import ApiError
 from ledger_service.api.payment_webhooks import payment_command, verified_event
+from ledger_service.audit.export import audit_rows
 from ledger_service.audit.verify import verify
 from ledger_service.domain.errors import (
     InvalidAmount,
@@ -409,3 +410,14 @@ def test_a_wallets_own_tax_rate_replaces_the_services(ledger: LedgerApplication)
     with pytest.raises(InvalidArgument):
         ledger.configure_wallet(company_id="acme", tax_percent="101", actor="op",
                                 idempotency_key="x")  # fmt: skip
+
+
+def test_the_audit_trail_names_the_provider_event_that_paid_a_topup(
+    ledger: LedgerApplication,
+) -> None:
+    order = card_topup(ledger)["payment_order"]["payment_order_id"]
+    apply(ledger, order, "evt_paid")
+    [credit] = [r for r in audit_rows(ledger, "acme") if r["kind"] == "topup"]
+    assert (credit["requested_by"], credit["reason"], credit["actor"]) == (
+        "tenant", "paid: mock:evt_paid", "mock-webhook"
+    )  # fmt: skip

@@ -234,3 +234,27 @@ async def test_an_operator_sets_a_wallets_tax_rate_for_its_invoices(
     assert patched.status_code == 200, patched.text
     topup = await card_topup(api, tokens, company_id, amount="50")
     assert topup["payment_order"]["amount_total"] == "59"
+
+
+async def test_an_expired_checkout_then_a_new_order_paid_credits_once(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    open_company(pg_ledger, company_id)
+    first = (await card_topup(api, tokens, company_id))["payment_order"]
+    expired = {"id": f"evt_{uuid4().hex}", "type": "checkout.session.expired",
+               "data": {"object": {"client_reference_id": first["id"]}}}  # fmt: skip
+    answer = await api.post(WEBHOOK, content=signed(expired)[0], headers=signed(expired)[1])
+    assert answer.json()["status"] == "expired"
+    second = await api.post(
+        f"/v1/topup-requests/{first['topup_id']}/payment-orders",
+        headers=tokens.tenant(company_id) | key(),
+    )
+    payload, headers = signed(completed(second.json()["id"]))
+    assert (await api.post(WEBHOOK, content=payload, headers=headers)).json()["status"] == (
+        "succeeded"
+    )
+    late, late_headers = signed(completed(first["id"]))  # the expired one cannot pay now
+    assert (await api.post(WEBHOOK, content=late, headers=late_headers)).json()["outcome"] == (
+        "ignored"
+    )
+    assert [c.amount for c in credits(pg_ledger, company_id)] == [D(40)]

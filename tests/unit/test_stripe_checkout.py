@@ -126,3 +126,11 @@ def test_the_stripe_provider_needs_its_keys_and_urls() -> None:
         payments_provider="stripe", payments_stripe_api_key="sk", payments_success_url="u",
         payments_cancel_url="c", payments_stripe_webhook_secret="whsec",
     )  # fmt: skip
+
+
+def test_the_mock_provider_is_refused_in_production() -> None:
+    production = {"environment": "production", "jwt_secret": "x" * 32,
+                  "database_url": "postgresql://db/ledger"}  # fmt: skip
+    with pytest.raises(ValueError, match="PAYMENTS_PROVIDER=mock"):
+        Settings(**production)
+    assert Settings(**production, payments_provider="none").payments_provider == "none"

@@ -181,7 +181,7 @@ class ReadModels:
         return list(
             await self.pool.fetch(
                 f"SELECT * FROM {self.t['rm_payment_orders']} WHERE topup_id = $1 "
-                "ORDER BY position LIMIT 100",
+                "ORDER BY created_at, payment_order_id LIMIT 100",
                 topup_id,
             )
         )

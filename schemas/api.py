@@ -242,12 +242,15 @@ class PaymentOrderOut(BaseModel):
     amount_total: str
     currency: str
     checkout_url: str | None
+    failure_reason: str | None = None
+    """Why it failed (the provider's decline) or needs review (what was paid instead)."""
     position: int | None = Field(
         default=None, description="event-store position of the write (for min_position)"
     )
 
     @classmethod
     def of(cls, state: Mapping[str, Any]) -> PaymentOrderOut:
+        """From the service's state or a row of ``rm_payment_orders`` (same names)."""
         return cls(id=state["payment_order_id"], **state)
 
 

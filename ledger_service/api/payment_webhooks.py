@@ -82,6 +82,8 @@ def payment_command(event: StripeEvent, provider: str) -> ApplyPaymentEvent | No
         error = intent.last_payment_error
         reason = (error.message or error.code or "") if error else ""
         order = intent.metadata.get(ORDER_METADATA_KEY)
+        if order is None:  # a payment of the account that no ledger checkout started
+            return None
         return _command(event, provider, order, "failed", reason=reason or "payment failed")
     return None
 

@@ -84,6 +84,7 @@ class PaymentOrder(Aggregate):
     def create(
         cls,
         *,
+        order_id: UUID | None = None,
         topup_id: UUID,
         company_id: str,
         provider: str,
@@ -94,7 +95,11 @@ class PaymentOrder(Aggregate):
         check_key(company_id, "company_id")
         amount = parse_amount(amount_total, allow_zero=False)
         to_minor_units(amount, currency)  # a provider charges whole minor units only
-        return cls(
+        # The library's creation method, which takes the new aggregate's id (the constructor
+        # makes a random one).
+        return cls._create(
+            cls.Created,
+            id=order_id,
             topup_id=topup_id,
             company_id=company_id,
             provider=check_key(provider, "provider"),

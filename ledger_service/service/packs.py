@@ -14,7 +14,8 @@ from ledger_service.service.values import set_field
 if TYPE_CHECKING:
     from ledger_service.service.ledger import LedgerApplication
 
-SCOPE = "packs"
+SCOPE = "#packs"
+"""Idempotency keys of pack commands: '#' is in no company id, so no company shares them."""
 
 
 class PackState(TypedDict):

@@ -7,7 +7,9 @@ the money and reports back with a signed webhook (verified by the API, see
 provider's event id: a redelivered webhook is answered from the command record and changes
 nothing. A succeeded order pays its top-up and credits the wallet in the same save. A payment
 that does not match the order (amount, currency) or arrives for a top-up that is no longer
-waiting for it moves the order to ``needs_review`` and credits nothing.
+waiting for it moves the order to ``needs_review`` and credits nothing. A payment reported for
+an order that is already final (expired, flagged, paid by another event) changes nothing and is
+logged as an error (``payment_for_closed_order``) for an operator to refund or settle.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, NotRequired, Protocol, TypedDict
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import structlog
 
@@ -97,13 +99,20 @@ def order_state(order: PaymentOrder) -> PaymentOrderState:
     }
 
 
-def open_payment_order(ledger: LedgerApplication, topup: TopupRequest, actor: str) -> PaymentOrder:
-    """A new order for an invoiced top-up, its checkout opened (saved by the caller)."""
+def open_payment_order(
+    ledger: LedgerApplication, topup: TopupRequest, actor: str, *, request_key: str
+) -> PaymentOrder:
+    """A new order for an invoiced top-up, its checkout opened (saved by the caller).
+
+    The order's id derives from ``request_key`` (the command and its idempotency key), so a
+    retried decision (a version conflict) opens the provider's checkout with the same
+    idempotency key and gets the same checkout back instead of a second one."""
     provider = ledger.payment_provider
     if provider is None:
         raise NotPermitted("card payments are not enabled (LEDGER_PAYMENTS_PROVIDER=none)")
     topup.check_status("pay by card", TopupStatus.INVOICED)
     order = PaymentOrder.create(
+        order_id=uuid5(NAMESPACE_URL, f"ledger:payment-order:{request_key}"),
         topup_id=topup.id,
         company_id=topup.company_id,
         provider=provider.name,
@@ -170,7 +179,7 @@ class ApplyPaymentEvent(Command[PaymentApplied]):
     reason: str = ""
 
     def scope(self, ledger: LedgerApplication) -> str:
-        return f"payments:{self.provider}"
+        return f"#payments:{self.provider}"  # '#' is in no company id: no company shares it
 
     def decide(self, ledger: LedgerApplication) -> Decision[PaymentApplied]:
         order = ledger.get_payment_order(self.payment_order_id)
@@ -180,8 +189,15 @@ class ApplyPaymentEvent(Command[PaymentApplied]):
         if not order.is_open:
             # Applied already, by this event (a concurrent delivery of it won the race and its
             # command record was not there yet when this one looked) or by another one.
-            done: Outcome = "applied" if event_id in order.provider_event_ids else "ignored"
-            return Decision([], _applied(order, done))
+            if event_id in order.provider_event_ids:
+                return Decision([], _applied(order, "applied"))
+            if self.kind == "succeeded":  # money collected on a closed order: someone must act
+                log.error(
+                    "payment_for_closed_order", payment_order_id=str(order.id),
+                    status=order.status.value, provider_event_id=event_id,
+                    amount_minor=self.amount_minor, currency=self.currency,
+                )  # fmt: skip
+            return Decision([], _applied(order, "ignored"))
         changed: list[Aggregate] = [order]
         if self.kind == "failed":
             order.fail(provider_event_id=event_id, reason=self.reason, actor=self.actor)

@@ -17,13 +17,18 @@ from typing import Any
 import stripe
 import structlog
 
-from ledger_service.domain.errors import PaymentProviderUnavailable
+from ledger_service.domain.errors import InvalidArgument, PaymentProviderUnavailable
 from ledger_service.domain.money import to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.service.payments import ORDER_METADATA_KEY, Checkout
 
 log = structlog.get_logger(__name__)
 REQUEST_TIMEOUT_S = 10
+UNSUPPORTED_CURRENCIES = frozenset({"ISK", "HUF", "TWD", "UGX", "BHD", "JOD", "KWD", "OMR", "TND"})
+"""Currencies whose amounts Stripe does not count in plain ISO 4217 minor units (ISK, HUF, TWD
+and UGX in hundredths although ISO has no or other decimals; the three-decimal ones only in
+multiples of ten): an order in one would be charged a different amount than it credits, so
+the Stripe provider refuses them until it converts them Stripe's way."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,17 @@ class StripeCheckoutProvider:
         object.__setattr__(self, "_client", client)
 
     def open_checkout(self, order: PaymentOrder) -> Checkout:
+        if order.currency in UNSUPPORTED_CURRENCIES:
+            raise InvalidArgument(f"card payments in {order.currency} are not supported yet")
         try:
             session = self._client.v1.checkout.sessions.create(
                 params=self.session_params(order),  # type: ignore[arg-type]
                 # A retried request (a network error) gets the same session back.
                 options={"idempotency_key": f"ledger-payment-order-{order.id}"},
             )
+        except stripe.InvalidRequestError as exc:  # a retry would be refused again
+            log.error("stripe_checkout_refused", payment_order_id=str(order.id), error=str(exc))
+            raise InvalidArgument(f"Stripe refused the checkout: {exc.user_message}") from None
         except stripe.StripeError as exc:
             log.warning("stripe_checkout_failed", payment_order_id=str(order.id), error=str(exc))
             raise PaymentProviderUnavailable(f"Stripe did not open a checkout: {exc}") from None

@@ -122,7 +122,8 @@ class RequestTopup(Command[TopupRequested]):
         if self.payment_method == "invoice":
             return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})
         claim = issue_invoice(ledger, topup, self.actor)
-        order = open_payment_order(ledger, topup, self.actor)
+        key = f"{self.name}:{self.company_id}:{self.idempotency_key}"
+        order = open_payment_order(ledger, topup, self.actor, request_key=key)
         return Decision(
             [topup, claim, order],
             {
@@ -236,7 +237,9 @@ class CreatePaymentOrder(TopupStep[PaymentOrderState]):
     name: ClassVar[str] = "create_payment_order"
 
     def decide(self, ledger: LedgerApplication) -> Decision[PaymentOrderState]:
-        order = open_payment_order(ledger, ledger.get_topup(self.topup_id), self.actor)
+        key = f"{self.name}:{self.topup_id}:{self.idempotency_key}"
+        order = open_payment_order(ledger, ledger.get_topup(self.topup_id), self.actor,
+                                   request_key=key)  # fmt: skip
         return Decision([order], order_state(order))
 
 

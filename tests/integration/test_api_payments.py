@@ -163,9 +163,10 @@ async def test_a_payment_that_is_not_the_order_needs_review_and_credits_nothing(
         f"{again.json()['position']}",
         headers=tokens.tenant(company_id),
     )
-    assert [(o["id"], o["status"]) for o in listed.json()] == [
-        (order["id"], "needs_review"), (again.json()["id"], "created")
-    ]  # fmt: skip
+    assert [(o["id"], o["status"], o["failure_reason"]) for o in listed.json()] == [
+        (order["id"], "needs_review", "paid 1 USD, ordered 40 USD"),
+        (again.json()["id"], "created", None),
+    ]
     assert_error(
         await api.get(f"/v1/topup-requests/{order['topup_id']}/payment-orders",
                       headers=tokens.tenant(f"{company_id}-x")),

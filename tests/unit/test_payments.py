@@ -33,6 +33,7 @@ from ledger_service.domain.payment_order import PaymentOrder, PaymentOrderStatus
 from ledger_service.domain.topup import TopupStatus
 from ledger_service.service.ledger import LedgerApplication
 from ledger_service.service.payments import ApplyPaymentEvent, MockPaymentProvider
+from ledger_service.service.topups import RequestTopup
 from tests.fakes import InMemoryLedger
 
 D = Decimal
@@ -154,12 +155,14 @@ def test_stripe_events_map_to_the_ledger_command_or_to_nothing() -> None:
     expired = {"id": "evt_x", "type": "checkout.session.expired",
                "data": {"object": {"client_reference_id": str(order)}}}  # fmt: skip
     other = {"id": "evt_o", "type": "customer.created", "data": {"object": {}}}
+    foreign = {"id": "evt_n", "type": "payment_intent.payment_failed",  # not our checkout
+               "data": {"object": {"metadata": {}}}}  # fmt: skip
     kinds = [
         (c.kind, c.reason) if c else None
         for c in (payment_command(verified_event(*signed(e), SECRET), "stripe")
-                  for e in (pending, failed, expired, other))
+                  for e in (pending, failed, expired, other, foreign))
     ]  # fmt: skip
-    assert kinds == [None, ("failed", "Declined"), ("expired", ""), None]
+    assert kinds == [None, ("failed", "Declined"), ("expired", ""), None, None]
     with pytest.raises(ApiError):  # names no order of ours
         payment_command(verified_event(*signed(completed("not-a-uuid")), SECRET), "stripe")
 
@@ -421,3 +424,22 @@ def test_the_audit_trail_names_the_provider_event_that_paid_a_topup(
     assert (credit["requested_by"], credit["reason"], credit["actor"]) == (
         "tenant", "paid: mock:evt_paid", "mock-webhook"
     )  # fmt: skip
+
+
+def test_a_retried_decision_opens_the_same_order_so_the_same_checkout(
+    ledger: LedgerApplication,
+) -> None:
+    """A version conflict re-runs a command's decision: the order id (the provider's
+    idempotency key) must not change, or each retry would open another checkout."""
+    command = RequestTopup(
+        company_id="acme", amount=D(40), currency="USD", payment_method="card", actor="t",
+        idempotency_key="k",
+    )  # fmt: skip
+    first, again = command.decide(ledger), command.decide(ledger)
+    order_ids = [d.result["payment_order"]["payment_order_id"] for d in (first, again)]
+    assert order_ids[0] == order_ids[1]
+    other = RequestTopup(
+        company_id="acme", amount=D(40), currency="USD", payment_method="card", actor="t",
+        idempotency_key="k2",
+    ).decide(ledger)  # fmt: skip
+    assert other.result["payment_order"]["payment_order_id"] != order_ids[0]

@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from ledger_service.config import Settings
-from ledger_service.domain.errors import PaymentProviderUnavailable
+from ledger_service.domain.errors import InvalidArgument, PaymentProviderUnavailable
 from ledger_service.service.ledger import LedgerApplication
 from ledger_service.service.stripe_checkout import StripeCheckoutProvider
 from tests.fakes import InMemoryLedger
@@ -25,10 +25,15 @@ class FakeStripe(BaseHTTPRequestHandler):
 
     requests: list[tuple[dict[str, list[str]], dict[str, str]]]
     fail = False
+    refuse = False
 
     def do_POST(self) -> None:  # the name http.server dispatches to
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         type(self).requests.append((parse_qs(body), dict(self.headers)))
+        if type(self).refuse:
+            error = {"type": "invalid_request_error", "message": "Amount too small"}
+            self._answer(400, {"error": error})
+            return
         if self.path != "/v1/checkout/sessions" or type(self).fail:
             self._answer(500, {"error": {"type": "api_error", "message": "down"}})
             return
@@ -49,7 +54,7 @@ class FakeStripe(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stripe_api() -> Iterator[str]:
-    FakeStripe.requests, FakeStripe.fail = [], False
+    FakeStripe.requests, FakeStripe.fail, FakeStripe.refuse = [], False, False
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStripe)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -117,6 +122,24 @@ def test_when_stripe_fails_the_request_fails_and_nothing_is_written(
     with pytest.raises(PaymentProviderUnavailable):
         request_card_topup(ledger)
     assert ledger.recorder.max_notification_id() == head
+
+
+def test_a_request_stripe_refuses_is_422_and_currencies_stripe_counts_otherwise_are_refused(
+    ledger: LedgerApplication,
+) -> None:
+    FakeStripe.refuse = True
+    with pytest.raises(InvalidArgument, match="Stripe refused the checkout: Amount too small"):
+        request_card_topup(ledger)
+    assert len(FakeStripe.requests) == 1  # not retried
+    isk = InMemoryLedger()
+    isk.payment_provider = ledger.payment_provider
+    isk.open_wallet(company_id="is", currency="ISK", included_quota="0", postpaid_limit="0",
+                    rate_card={"m": "1"}, actor="t", idempotency_key="o")  # fmt: skip
+    with pytest.raises(InvalidArgument, match="card payments in ISK are not supported"):
+        isk.request_topup(company_id="is", amount="1000", currency="ISK",
+                          payment_method="card", actor="t", idempotency_key="c")  # fmt: skip
+    assert len(FakeStripe.requests) == 1  # Stripe was not asked
+    isk.close()
 
 
 def test_the_stripe_provider_needs_its_keys_and_urls() -> None:

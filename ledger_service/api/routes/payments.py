@@ -22,7 +22,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse
 
 from ledger_service import metrics
-from ledger_service.api.auth import Principal
+from ledger_service.api.auth import Principal, require_view
 from ledger_service.api.errors import ApiError
 from ledger_service.api.payment_webhooks import payment_command, verified_event
 from ledger_service.api.routes.dependencies import (
@@ -35,7 +35,6 @@ from ledger_service.api.routes.dependencies import (
     key,
     write,
 )
-from ledger_service.api.routes.dependencies import see as require_company
 from ledger_service.domain.errors import LedgerError, PaymentOrderNotFound, TopupNotFound
 from ledger_service.domain.money import format_amount, to_minor_units
 from ledger_service.domain.payment_order import PaymentOrder
@@ -99,26 +98,14 @@ async def list_payment_orders(
 
 
 def _order_out(row: Any) -> PaymentOrderOut:
-    return PaymentOrderOut(
-        id=row["payment_order_id"],
-        topup_id=row["topup_id"],
-        company_id=row["company_id"],
-        provider=row["provider"],
-        status=row["status"],
-        amount_total=format_amount(row["amount_total"]),
-        currency=row["currency"],
-        checkout_url=row["checkout_url"],
-    )
+    return PaymentOrderOut.of({**row, "amount_total": format_amount(row["amount_total"])})
 
 
 def _check_sees(caller: Principal, company_id: str, not_found: Exception) -> None:
     """Another company's order or top-up looks like none at all."""
-    try:
-        require_company(caller, company_id)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise not_found from None
-        raise
+    require_view(caller)
+    if not caller.can_see(company_id):
+        raise not_found
 
 
 # -- webhooks (signed) --------------------------------------------------------------------
@@ -179,7 +166,7 @@ async def _apply_webhook(
 async def mock_checkout(order_id: UUID, state: State) -> HTMLResponse:
     """The mock provider's checkout page: pay or decline the order (no real money)."""
     order = await _mock_order(state, order_id)
-    amount = html.escape(f"{order.amount_total.normalize():f} {order.currency}")
+    amount = html.escape(f"{format_amount(order.amount_total)} {order.currency}")
     actions = ""
     if order.is_open:
         base = f"/v1/payments/mock/checkout/{order.id}"

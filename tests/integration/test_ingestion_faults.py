@@ -27,6 +27,7 @@ from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.holds import PlaceHold
 from ledger_service.service.ledger import LedgerApplication
 from tests.integration.ingestion_support import (
+    Topics,
     consumed_count,
     ingestion_settings,
     new_topics,
@@ -82,6 +83,43 @@ def consume_process(settings_env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+async def consume_killed_then_restarted(
+    ledger: LedgerApplication,
+    database_url: str,
+    kafka_bootstrap: str,
+    topics: Topics,
+    *,
+    produced: int,
+    kill_after: int,
+    batch_size: int,
+) -> None:
+    """`ledger consume`, SIGKILLed once it has consumed ``kill_after`` of the ``produced``
+    records; then another one, which consumes the rest and stops cleanly on SIGTERM."""
+    env = {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LEDGER_USAGE_TOPIC": topics.usage,
+        "LEDGER_DLQ_TOPIC": topics.dlq,
+        "LEDGER_CONSUMER_GROUP": topics.group,
+        "LEDGER_BATCH_SIZE_MAX": str(batch_size),
+        "LEDGER_DB_POOL_SIZE": "2",
+    }
+    first = consume_process(env)
+    try:
+        await wait_for(lambda: consumed_count(ledger, topics.usage) >= kill_after, 90)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    killed_at = consumed_count(ledger, topics.usage)
+    assert killed_at < produced, "the consumer finished before it could be killed"
+    second = consume_process(env)
+    try:
+        await wait_until_consumed(ledger, topics.usage, produced, 120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+
+
 async def test_consumer_killed_mid_batch_and_restarted_matches_reference(
     ledger: LedgerApplication,
     database_url: str,
@@ -93,31 +131,10 @@ async def test_consumer_killed_mid_batch_and_restarted_matches_reference(
         open_company(ledger, company, [f"{company}-w0", f"{company}-w1"], prepaid="100000")
     events, expected, unique = workload(companies, 12_000, duplicates_pct=10, seed=11)
     await produce(kafka_bootstrap, topics.usage, events)
-    env = {
-        "LEDGER_DATABASE_URL": database_url,
-        "LEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LEDGER_USAGE_TOPIC": topics.usage,
-        "LEDGER_DLQ_TOPIC": topics.dlq,
-        "LEDGER_CONSUMER_GROUP": topics.group,
-        "LEDGER_BATCH_SIZE_MAX": "100",
-        "LEDGER_DB_POOL_SIZE": "2",
-    }
-
-    first = consume_process(env)
-    try:
-        await wait_for(lambda: consumed_count(ledger, topics.usage) >= 1500, 90)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    killed_at = consumed_count(ledger, topics.usage)
-    assert killed_at < len(events), "the consumer finished before it could be killed"
-
-    second = consume_process(env)
-    try:
-        await wait_until_consumed(ledger, topics.usage, len(events), 120)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+    await consume_killed_then_restarted(
+        ledger, database_url, kafka_bootstrap, topics,
+        produced=len(events), kill_after=1500, batch_size=100,
+    )  # fmt: skip
 
     debited = 0
     for company in companies:
@@ -191,28 +208,10 @@ async def test_consumer_killed_between_holds_and_their_usage_settles_each_hold_o
         batcher.close()
     events = [usage_event(company_id, sender, event_id=f"{company_id}-m{i}") for i in range(count)]
     await produce(kafka_bootstrap, topics.usage, events)
-    env = {
-        "LEDGER_DATABASE_URL": database_url,
-        "LEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LEDGER_USAGE_TOPIC": topics.usage,
-        "LEDGER_DLQ_TOPIC": topics.dlq,
-        "LEDGER_CONSUMER_GROUP": topics.group,
-        "LEDGER_BATCH_SIZE_MAX": "50",
-        "LEDGER_DB_POOL_SIZE": "2",
-    }
-    first = consume_process(env)
-    try:
-        await wait_for(lambda: consumed_count(ledger, topics.usage) >= 300, 90)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    assert consumed_count(ledger, topics.usage) < count, "finished before it could be killed"
-    second = consume_process(env)
-    try:
-        await wait_until_consumed(ledger, topics.usage, count, 120)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+    await consume_killed_then_restarted(
+        ledger, database_url, kafka_bootstrap, topics,
+        produced=count, kill_after=300, batch_size=50,
+    )  # fmt: skip
 
     ledger.evict([wallet_id(company_id)])
     wallet = ledger.get_wallet(company_id)

@@ -317,6 +317,7 @@ def build_api(
         readiness_checks=readiness_checks,
         hold_group_window_s=settings.hold_group_window_ms / 1000,
         webhook_secrets=webhook_secrets(settings),
+        aggregate_timeout_s=settings.aggregate_read_timeout_ms / 1000,
     )
 
 

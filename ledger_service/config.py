@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default=2000, ge=0, le=30_000, description="how long a read waits for min_position"
     )
     readyz_projection_lag_events_max: int = Field(default=100_000, ge=0)
+    aggregate_read_timeout_ms: int = Field(
+        default=500, ge=1, le=30_000,
+        description="time budget of a read summing several pools (a company's balance); "
+        "slower: the last figures read, marked stale",
+    )  # fmt: skip
     hold_group_window_ms: float = Field(
         default=2.0,
         ge=0,

@@ -56,6 +56,20 @@ class ReadModels:
     async def wallet(self, company_id: str, pool_sender_id: str | None = None) -> Any:
         return await self.pool.fetchrow(self._sql_wallet, company_id, pool_sender_id)
 
+    async def company_totals(self, company_id: str) -> list[Any]:
+        """Every pool of a company (its shared pool, legacy per-sender pools) summed bucket by
+        bucket, one row per currency; ``shared``: one of them is the company's shared pool."""
+        return list(
+            await self.pool.fetch(
+                "SELECT currency, count(*) AS pools, bool_or(mode = 'shared') AS shared, "
+                "sum(included) AS included, sum(granted) AS granted, sum(prepaid) AS prepaid, "
+                "sum(postpaid_used) AS postpaid_used, sum(postpaid_limit) AS postpaid_limit, "
+                "sum(held) AS held, max(position) AS position "
+                f"FROM {self.t['rm_wallet_balances']} WHERE company_id = $1 GROUP BY currency",
+                company_id,
+            )
+        )
+
     async def wallet_of_sender(self, company_id: str, waba_id: str) -> Any:
         """The wallet (of ``company_id``) that ``waba_id`` draws from, or None."""
         return await self.pool.fetchrow(self._sql_authorization, company_id, waba_id)

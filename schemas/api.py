@@ -75,6 +75,26 @@ class Buckets(BaseModel):
     postpaid_used: str
 
 
+class CompanyBalanceOut(BaseModel):
+    """All of a company's pools together: its shared pool and any legacy per-sender pools."""
+
+    company_id: str
+    billing_model: Literal["shared", "per_sender"]
+    """``shared``: the company has a shared pool (legacy pools, if any, are added to it);
+    ``per_sender``: only legacy pools, one per sender."""
+    pools: int
+    currency: str
+    balance: str
+    available: str
+    postpaid_limit: str
+    held: str
+    buckets: Buckets
+    stale: bool = False
+    """True when the read did not finish within its time budget: these are the last figures
+    read (at ``position``)."""
+    position: int
+
+
 class HoldOut(BaseModel):
     hold_id: UUID
     company_id: str

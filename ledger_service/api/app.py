@@ -44,6 +44,7 @@ def create_app(
     readiness_checks: dict[str, ReadinessCheck] | None = None,
     hold_group_window_s: float = 0.0,
     webhook_secrets: Mapping[str, str] | None = None,
+    aggregate_timeout_s: float = 0.5,
 ) -> FastAPI:
     """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``).
     ``webhook_secrets``: provider -> the secret its webhooks are signed with (a provider
@@ -53,6 +54,7 @@ def create_app(
         authenticate=Authenticator(jwt_secret),
         read_wait_timeout_s=read_wait_timeout_s,
         webhook_secrets=dict(webhook_secrets or {}),
+        aggregate_timeout_s=aggregate_timeout_s,
     )
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from ledger_service.api.errors import ERROR_RESPONSES
 from ledger_service.api.routes import (
     adjustments,
     admin,
+    companies,
     grants,
     history,
     holds,
@@ -47,6 +48,7 @@ RESOURCE_ROUTERS = tuple(
         refunds,
         transfers,
         admin,
+        companies,
     )
 )
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)

@@ -41,6 +41,8 @@ class ApiState:
     reads: ReadModels | None = None
     holds: HoldBatcher | None = None
     """Commits hold requests in groups, while the app runs (None: one save per hold)."""
+    aggregate_timeout_s: float = 0.5
+    """Time budget of a read that sums several pools (a company's balance)."""
     webhook_secrets: dict[str, str] = field(default_factory=dict)
     """Payment provider -> the secret its webhooks are signed with."""
     extras: dict[str, Any] = field(default_factory=dict)

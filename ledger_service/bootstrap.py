@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
+from ledger_service.api.routes.auto_open import WalletDefaults
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
 from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
@@ -318,6 +319,14 @@ def build_api(
         hold_group_window_s=settings.hold_group_window_ms / 1000,
         webhook_secrets=webhook_secrets(settings),
         aggregate_timeout_s=settings.aggregate_read_timeout_ms / 1000,
+        wallet_defaults=WalletDefaults(
+            currency=settings.auto_open_currency,
+            postpaid_limit=settings.auto_open_postpaid_limit,
+            included_quota=settings.auto_open_included_quota,
+            rate_card=dict(settings.auto_open_rate_card),
+        )
+        if settings.auto_open_wallets
+        else None,
     )
 
 

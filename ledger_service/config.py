@@ -48,6 +48,17 @@ class Settings(BaseSettings):
         default=2000, ge=0, le=30_000, description="how long a read waits for min_position"
     )
     readyz_projection_lag_events_max: int = Field(default=100_000, ge=0)
+    auto_open_wallets: bool = Field(
+        default=False,
+        description="a tenant's first balance read or top-up request opens its company's "
+        "wallet with the auto_open_* values (off: an unknown company is 404)",
+    )
+    auto_open_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    auto_open_postpaid_limit: Decimal = Field(default=Decimal(0), ge=0)
+    auto_open_included_quota: Decimal = Field(default=Decimal(0), ge=0)
+    auto_open_rate_card: dict[str, Decimal] = Field(
+        default_factory=dict, description='JSON, category -> unit price: {"marketing": "0.05"}'
+    )
     aggregate_read_timeout_ms: int = Field(
         default=500, ge=1, le=30_000,
         description="time budget of a read summing several pools (a company's balance); "

@@ -23,6 +23,7 @@ from ledger_service.api.auth import Authenticator
 from ledger_service.api.context import RequestContextMiddleware
 from ledger_service.api.errors import ERROR_RESPONSES, install_error_handlers
 from ledger_service.api.routes import ApiState, payments, router
+from ledger_service.api.routes.auto_open import WalletDefaults
 from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.ledger import LedgerApplication
 from projections.queries import ReadModels
@@ -45,6 +46,7 @@ def create_app(
     hold_group_window_s: float = 0.0,
     webhook_secrets: Mapping[str, str] | None = None,
     aggregate_timeout_s: float = 0.5,
+    wallet_defaults: WalletDefaults | None = None,
 ) -> FastAPI:
     """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``).
     ``webhook_secrets``: provider -> the secret its webhooks are signed with (a provider
@@ -55,6 +57,7 @@ def create_app(
         read_wait_timeout_s=read_wait_timeout_s,
         webhook_secrets=dict(webhook_secrets or {}),
         aggregate_timeout_s=aggregate_timeout_s,
+        wallet_defaults=wallet_defaults,
     )
 
     @asynccontextmanager

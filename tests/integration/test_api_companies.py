@@ -7,6 +7,7 @@ import httpx
 import psycopg
 import pytest
 
+from ledger_service.domain.ids import wallet_id
 from ledger_service.service.ledger import LedgerApplication
 from tests.conftest import Tokens
 from tests.integration.test_api import assert_error, open_company
@@ -73,3 +74,12 @@ async def test_a_blocked_read_answers_the_last_figures_marked_stale(
     assert stale.status_code == 200
     assert stale.json() == fresh | {"stale": True}
     assert_error(never_read, 503, "UNAVAILABLE")
+
+
+async def test_without_auto_open_a_tenants_unknown_company_stays_404(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    tenant = tokens.tenant(company_id)
+    assert_error(await api.get(f"/v1/wallets/{company_id}", headers=tenant), 404,
+                 "WALLET_NOT_FOUND")  # fmt: skip
+    assert list(pg_ledger.events.get(wallet_id(company_id))) == []

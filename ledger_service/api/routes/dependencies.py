@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,6 +27,9 @@ from ledger_service.service.runner import Command
 from projections.queries import ReadModels
 from schemas.api import KEY_PATTERN
 
+if TYPE_CHECKING:
+    from ledger_service.api.routes.auto_open import WalletDefaults
+
 R = TypeVar("R")
 PAGE_SIZE_MAX = 500
 
@@ -41,6 +44,8 @@ class ApiState:
     reads: ReadModels | None = None
     holds: HoldBatcher | None = None
     """Commits hold requests in groups, while the app runs (None: one save per hold)."""
+    wallet_defaults: WalletDefaults | None = None
+    """Set: a tenant's first use of its company opens the wallet (``auto_open``)."""
     aggregate_timeout_s: float = 0.5
     """Time budget of a read that sums several pools (a company's balance)."""
     webhook_secrets: dict[str, str] = field(default_factory=dict)

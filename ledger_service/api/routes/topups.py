@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from ledger_service.api.auth import require_view
 from ledger_service.api.errors import ApiError
+from ledger_service.api.routes.auto_open import open_on_first_use
 from ledger_service.api.routes.dependencies import (
     Caller,
     Cursor,
@@ -24,6 +25,7 @@ from ledger_service.api.routes.dependencies import (
     wallet_not_found,
     write,
 )
+from ledger_service.domain.errors import WalletNotFound
 from ledger_service.domain.money import format_amount
 from ledger_service.service.topups import ApproveTopup, TopupChanged
 from schemas.api import KEY_PATTERN, PaymentOrderOut, TopupOut, TopupsPage
@@ -41,7 +43,12 @@ async def request_topup(
     answered with its ``payment_order``, whose ``checkout_url`` the payer opens."""
     see(caller, body.company_id)
     command = body.to_command(actor=caller.subject, idempotency_key=key(idempotency_key))
-    result = await write(state, command)
+    try:
+        result = await write(state, command)
+    except WalletNotFound:
+        if await open_on_first_use(state, caller, body.company_id) is None:
+            raise
+        result = await write(state, command)
     order = result.get("payment_order")
     return TopupOut(
         id=UUID(result["topup_id"]),

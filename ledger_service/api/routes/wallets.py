@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 
+from ledger_service.api.auth import Principal
 from ledger_service.api.authorization import authorize, blocked_today
+from ledger_service.api.routes.auto_open import open_on_first_use
 from ledger_service.api.routes.dependencies import (
+    ApiState,
     Caller,
     CompanyPath,
     IdempotencyKey,
@@ -40,6 +43,14 @@ from schemas.requests import ConfigureWalletIn, OpenWalletIn, SenderIn
 router = APIRouter()
 
 
+async def _opened_wallet(state: ApiState, caller: Principal, company_id: str) -> Any:
+    """The wallet's row after opening it on first use (None: not opened)."""
+    position = await open_on_first_use(state, caller, company_id)
+    if position is None:
+        return None
+    return await (await fresh(state, position)).wallet(company_id, None)
+
+
 @router.get("/wallets/{company_id}", tags=["tenant"])
 async def get_wallet(
     company_id: CompanyPath,
@@ -51,6 +62,8 @@ async def get_wallet(
     """The company's pool: balance, available, buckets (scope billing.view, own company)."""
     see(caller, company_id)
     row = await (await fresh(state, min_position)).wallet(company_id, pool_sender_id)
+    if row is None and pool_sender_id is None:
+        row = await _opened_wallet(state, caller, company_id)
     if row is None:
         raise wallet_not_found(company_id)
     return WalletOut(

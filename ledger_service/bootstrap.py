@@ -19,7 +19,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
 from ledger_service.api.routes.auto_open import WalletDefaults
+from ledger_service.api.routes.dependencies import ApiState
 from ledger_service.config import Settings
+from ledger_service.console.app import create_console
+from ledger_service.console.sign_in import ConsoleSigner
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
 from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
 from ledger_service.ingestion.batch import UsageIngestor
@@ -309,7 +312,7 @@ def build_api(
     """The HTTP API; the read-model tables are created first so reads never race DDL."""
     settings = container.settings
     build_projector(container).close()
-    return create_app(
+    app = create_app(
         container.ledger,
         jwt_secret=settings.jwt_secret,
         open_reads=read_models_opener(settings, container.database_url),
@@ -327,6 +330,19 @@ def build_api(
         )
         if settings.auto_open_wallets
         else None,
+    )
+    app.mount("/console", build_console(settings, app.state.api))
+    return app
+
+
+def build_console(settings: Settings, api: ApiState) -> FastAPI:
+    """The web console, sharing the API's state; its cookies are Secure outside development
+    unless ``console_cookie_secure`` says otherwise."""
+    secure = settings.console_cookie_secure
+    return create_console(
+        api,
+        ConsoleSigner(settings.jwt_secret, session_ttl_s=settings.console_session_ttl_s),
+        cookie_secure=settings.environment != "development" if secure is None else secure,
     )
 
 

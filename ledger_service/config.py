@@ -122,6 +122,19 @@ class Settings(BaseSettings):
     )
     payments_mock_webhook_secret: str = DEVELOPMENT_MOCK_WEBHOOK_SECRET
 
+    # -- console (/console) ---------------------------------------------------------------
+    console_session_ttl_s: int = Field(
+        default=8 * 3600, ge=60, le=7 * 86400, description="a console sign-in lasts this long"
+    )
+    console_login_link_ttl_s: int = Field(
+        default=15 * 60, ge=10, le=86400, description="default lifetime of a login link"
+    )
+    console_cookie_secure: bool | None = Field(
+        default=None,
+        description="mark the console's session cookie Secure (HTTPS only); unset: outside "
+        "development",
+    )
+
     # -- Kafka ingestion ------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = embedded Tansu broker"

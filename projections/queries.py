@@ -96,6 +96,28 @@ class ReadModels:
         )
         return list(rows)
 
+    async def wallets(
+        self, search: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[Any]:
+        """Pools whose company id contains ``search`` (a validated key: no wildcards but
+        ``_``), ordered by (company id, pool sender id or ''); ``after`` is the last row's pair,
+        for the next page of the operators' list."""
+        company, pool = after or (None, None)
+        return list(
+            await self.pool.fetch(
+                "SELECT company_id, pool_sender_id, currency, balance, available, held, "
+                "cardinality(senders) AS sender_count, alerts_active, updated_at "
+                f"FROM {self.t['rm_wallet_balances']} "
+                "WHERE ($1::text IS NULL OR company_id ILIKE '%' || $1 || '%') "
+                "AND ($2::text IS NULL OR (company_id, coalesce(pool_sender_id, '')) > ($2, $3)) "
+                "ORDER BY company_id, coalesce(pool_sender_id, '') LIMIT $4",
+                search or None,
+                company,
+                pool,
+                limit,
+            )
+        )
+
     async def wallet_exists(self, company_id: str) -> bool:
         row = await self.pool.fetchval(
             f"SELECT 1 FROM {self.t['rm_wallet_balances']} WHERE company_id = $1 LIMIT 1",

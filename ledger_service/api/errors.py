@@ -30,6 +30,7 @@ from ledger_service.domain.errors import (
     InvalidArgument,
     InvalidTransition,
     LedgerError,
+    LoginLinkUsed,
     NotFound,
     NotPermitted,
     PackAlreadyExists,
@@ -68,6 +69,7 @@ _STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
     (SpendingCapReached, 409),
     (UsageNotRefundable, 409),
     (IdempotencyConflict, 409),
+    (LoginLinkUsed, 409),
     (ConcurrencyConflict, 409),
     (PaymentProviderUnavailable, 503),
 )
@@ -130,6 +132,12 @@ def _describe(errors: list[Any]) -> str:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
     return "; ".join(parts)
+
+
+def validation_error(errors: list[Any]) -> tuple[int, str, str]:
+    """A request model's validation errors as (status, code, message), as the API answers."""
+    status, code = _validation_code(errors)
+    return status, code, _describe(errors)
 
 
 async def _on_ledger_error(_: Request, exc: Exception) -> JSONResponse:

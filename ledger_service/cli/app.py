@@ -12,6 +12,7 @@ import typer
 from ledger_service.cli import (
     adjustments,
     audit,
+    console,
     cycles,
     dlq,
     grants,
@@ -30,6 +31,7 @@ cli.command()(run.serve)
 cli.command()(run.consume)
 cli.command()(run.project)
 cli.command()(tokens.token)
+cli.command("login-link")(console.login_link)
 cli.command("publish-sample")(sample.publish_sample)
 cli.command()(audit.verify)
 cli.command()(audit.replay)

@@ -94,6 +94,11 @@ def _run_parts(
             workers["http"] = functools.partial(
                 serve_http, app, settings.http_host, settings.http_port
             )
+            log.info(
+                "console",
+                url=f"{settings.public_url}/console",
+                sign_in="ledger login-link --sub ops --scopes billing.manage",
+            )
         if projections:
             workers["projections"] = restarting(
                 "projections",

@@ -170,3 +170,9 @@ class ConcurrencyConflict(LedgerError):
     """Optimistic-concurrency retries were exhausted; the command wrote nothing."""
 
     code = "CONCURRENCY_CONFLICT"
+
+
+class LoginLinkUsed(LedgerError):
+    """A one-time console login link was already used to sign in."""
+
+    code = "LOGIN_LINK_USED"

@@ -39,3 +39,8 @@ def sender_registration_id(waba_id: str) -> UUID:
 
 def invoice_claim_id(invoice_number: str) -> UUID:
     return uuid5(_NAMESPACE, f"invoice/{invoice_number}")
+
+
+def console_sign_in_id(link_id: str) -> UUID:
+    """The sign-in that used login link ``link_id``: a link can be used once."""
+    return uuid5(_NAMESPACE, f"console-sign-in/{link_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
@@ -117,6 +118,17 @@ class ReadModels:
                 limit,
             )
         )
+
+    async def usage_since(self, company_id: str, since: datetime) -> Decimal:
+        """What the company's usage cost since ``since`` (the console's 24-hour burn): the
+        usage debits of all its pools; refunds are not netted."""
+        total = await self.pool.fetchval(
+            "SELECT coalesce(-sum(amount) FILTER (WHERE kind = 'usage'), 0) "
+            f"FROM {self.t['rm_ledger_entries']} WHERE company_id = $1 AND occurred_at >= $2",
+            company_id,
+            since,
+        )
+        return Decimal(total)
 
     async def wallet_exists(self, company_id: str) -> bool:
         row = await self.pool.fetchval(

@@ -18,7 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger_service.api.errors import validation_error
 from ledger_service.api.routes.dependencies import ApiState
-from ledger_service.console import history_pages, operator_pages, sign_in_pages, tenant_pages
+from ledger_service.console import (
+    history_pages,
+    operator_pages,
+    sign_in_pages,
+    tenant_pages,
+    wallet_settings_pages,
+)
 from ledger_service.console.pages import money
 from ledger_service.console.sign_in import ConsoleSigner
 from ledger_service.console.web import (
@@ -37,6 +43,7 @@ NOTICES = {
     "approved": "Top-up approved: the invoice is issued.",
     "rejected": "Top-up rejected.",
     "paid": "Marked paid: the wallet is credited.",
+    "saved": "Saved: the wallet's settings are changed.",
 }
 
 
@@ -47,7 +54,13 @@ def create_console(api: ApiState, signer: ConsoleSigner, *, cookie_secure: bool)
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     console.state.console = Console(api, signer, templates, cookie_secure)
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (sign_in_pages, tenant_pages, history_pages, operator_pages):
+    for module in (
+        sign_in_pages,
+        tenant_pages,
+        history_pages,
+        operator_pages,
+        wallet_settings_pages,
+    ):
         console.include_router(module.router)
     _error_pages(console)
     return console

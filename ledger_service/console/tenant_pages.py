@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ledger_service.api.routes.dependencies import MinPosition
-from ledger_service.console.pages import topup_view, usage_chart, wallet_view
+from ledger_service.console.pages import money, topup_view, usage_chart, wallet_view
+from ledger_service.console.wallet_settings_pages import policies_text, rate_card_text
 from ledger_service.console.web import (
     Company,
     Cursor,
@@ -52,7 +53,20 @@ async def wallet_page(
 ) -> HTMLResponse:
     check_company(session, company_id)
     row = await _wallet(request, company_id, min_position)
-    return render(request, "wallet.html", session, wallet=wallet_view(row))
+    since = datetime.now(UTC) - timedelta(hours=24)
+    burn = await (await reads(request)).usage_since(company_id, since)
+    settings = None
+    if session.principal.is_operator:
+        settings = {
+            "postpaid_limit": money(row["postpaid_limit"]),
+            "included_quota": money(row["included_quota"]),
+            "rate_card": rate_card_text(row["rate_card"]),
+            "policies": policies_text(row["policies"]),
+        }
+    return render(
+        request, "wallet.html", session, wallet=wallet_view(row), burn_24h=money(burn),
+        settings=settings,
+    )  # fmt: skip
 
 
 @router.get("/companies/{company_id}/topups")

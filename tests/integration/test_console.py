@@ -4,8 +4,10 @@ a real browser are in tests/browser/."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -261,3 +263,59 @@ async def test_empty_date_fields_mean_no_bound_and_bad_dates_are_refused(
         response = await browser_like.get(f"{path}?{bad}")
         assert response.status_code == 422, bad
         assert "VALIDATION_ERROR" in response.text
+
+
+async def test_operators_change_senders_limits_prices_and_policies_from_the_wallet_page(
+    browser_like: httpx.AsyncClient, pg_ledger: LedgerApplication, signer: ConsoleSigner,
+    company_id: str,
+) -> None:  # fmt: skip
+    open_company(pg_ledger, company_id)
+    await sign_in(browser_like, link(signer, None, "billing.manage"))
+    page_path = f"/console/companies/{company_id}"
+    page = html.unescape((await browser_like.get(page_path)).text)
+    assert "marketing = 0.5" in page
+    assert '"low_balance_percent"' in page
+
+    async def post(path: str, **data: str) -> httpx.Response:
+        fields = form_fields((await browser_like.get(page_path)).text)
+        return await browser_like.post(
+            f"{page_path}/{path}", data=fields | data, follow_redirects=True
+        )
+
+    linked = await post("senders", waba_id=f"{company_id}-w2")
+    assert linked.status_code == 200, linked.text
+    assert f"{company_id}-w2</code>" in linked.text
+    unlinked = await post(f"senders/{company_id}-w1/unlink")
+    assert f"{company_id}-w1</code>" not in unlinked.text
+    saved = await post(
+        "settings",
+        postpaid_limit="75.5",
+        included_quota="",
+        rate_card="marketing = 0.07\nutility=0.02",
+    )
+    assert "Saved" in saved.text
+    wallet = pg_ledger.get_wallet(company_id)
+    assert wallet.postpaid_limit == Decimal("75.5")
+    assert wallet.rate_card == {"marketing": Decimal("0.07"), "utility": Decimal("0.02")}
+    assert wallet.included_quota == Decimal(5)  # left empty: kept
+
+    bad = await post("settings", rate_card="marketing 0.07")
+    assert bad.status_code == 422
+    assert "rate card line 1" in bad.text
+    refused = await post("policies", policies='{"alerts": {"low_balance_percent": "-1"}}')
+    assert refused.status_code == 422
+    not_policy = await post("policies", policies='{"postpaid_limit": "1"}')
+    assert not_policy.status_code == 422
+    policies = await post("policies", policies='{"alerts": {"low_balance_threshold": "20"}}')
+    assert policies.status_code == 200, policies.text
+    assert '"low_balance_threshold": "20"' in html.unescape(policies.text)
+
+    tenant = httpx.AsyncClient(transport=browser_like._transport, base_url="https://ledger")
+    await sign_in(tenant, link(signer, company_id, "billing.view"))
+    tenant_page = (await tenant.get(page_path)).text
+    assert "wallet settings" not in tenant_page
+    csrf = CSRF.search(tenant_page)
+    assert csrf is not None
+    form = {"csrf_token": csrf.group(1), "idempotency_key": "k1", "waba_id": "x"}
+    response = await tenant.post(f"{page_path}/senders", data=form)
+    assert response.status_code == 404

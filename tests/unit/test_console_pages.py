@@ -18,6 +18,8 @@ from ledger_service.console.pages import (
     wallet_view,
 )
 from ledger_service.console.sign_in import ConsoleSigner, LinkRefused, Session
+from ledger_service.console.wallet_settings_pages import parse_rate_card, rate_card_text
+from ledger_service.console.web import PageError
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -132,3 +134,11 @@ def test_sessions_and_csrf_tokens_are_bound_to_their_secret_and_session() -> Non
     assert not signer.csrf_valid(Session("sid-2", "u", "acme", ("billing.view",)), token)
     assert not signer.csrf_valid(session, None)
     assert not signer.csrf_valid(session, "sid-1")
+
+
+def test_the_rate_card_form_round_trips_and_names_a_bad_line() -> None:
+    text = rate_card_text('{"utility": "0.0200000", "marketing": "1.5000000"}')
+    assert text == "marketing = 1.5\nutility = 0.02"
+    assert parse_rate_card(text + "\n\n") == {"marketing": "1.5", "utility": "0.02"}
+    with pytest.raises(PageError, match="line 2"):
+        parse_rate_card("a = 1\nb 2")

@@ -27,6 +27,7 @@ from ledger_service.embedded import start_embedded_broker, start_embedded_postgr
 from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer
+from ledger_service.ingestion.dlq import DeadLetterDesk
 from ledger_service.reactions import autotopup, notifications
 from ledger_service.reactions.autotopup import AutoTopupReactor
 from ledger_service.reactions.follower import LogFollower
@@ -331,18 +332,27 @@ def build_api(
         if settings.auto_open_wallets
         else None,
     )
-    app.mount("/console", build_console(settings, app.state.api))
+    app.mount("/console", build_console(container, app.state.api))
     return app
 
 
-def build_console(settings: Settings, api: ApiState) -> FastAPI:
+def build_console(container: Container, api: ApiState) -> FastAPI:
     """The web console, sharing the API's state; its cookies are Secure outside development
-    unless ``console_cookie_secure`` says otherwise."""
+    unless ``console_cookie_secure`` says otherwise. Its dead-letter page needs the broker."""
+    settings = container.settings
     secure = settings.console_cookie_secure
+    desk = None
+    if container.kafka_bootstrap is not None:
+        desk = DeadLetterDesk(
+            container.kafka_bootstrap,
+            dlq_topic=settings.dlq_topic,
+            usage_topic=settings.usage_topic,
+        )
     return create_console(
         api,
         ConsoleSigner(settings.jwt_secret, session_ttl_s=settings.console_session_ttl_s),
         cookie_secure=settings.environment != "development" if secure is None else secure,
+        dead_letters=desk,
     )
 
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger_service.api.errors import validation_error
 from ledger_service.api.routes.dependencies import ApiState
 from ledger_service.console import (
+    dead_letter_pages,
     history_pages,
     operator_pages,
     sign_in_pages,
@@ -35,6 +36,7 @@ from ledger_service.console.web import (
     console_of,
     render,
 )
+from ledger_service.ingestion.dlq import DeadLetterDesk
 
 HERE = Path(__file__).parent
 NOTICES = {
@@ -44,15 +46,22 @@ NOTICES = {
     "rejected": "Top-up rejected.",
     "paid": "Marked paid: the wallet is credited.",
     "saved": "Saved: the wallet's settings are changed.",
+    "replayed": "Replayed: the usage topic has the letter again; applied once its cause is fixed.",
 }
 
 
-def create_console(api: ApiState, signer: ConsoleSigner, *, cookie_secure: bool) -> FastAPI:
+def create_console(
+    api: ApiState,
+    signer: ConsoleSigner,
+    *,
+    cookie_secure: bool,
+    dead_letters: DeadLetterDesk | None = None,
+) -> FastAPI:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals["notices"] = NOTICES
     templates.env.filters["money"] = money
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    console.state.console = Console(api, signer, templates, cookie_secure)
+    console.state.console = Console(api, signer, templates, cookie_secure, dead_letters)
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
         sign_in_pages,
@@ -60,6 +69,7 @@ def create_console(api: ApiState, signer: ConsoleSigner, *, cookie_secure: bool)
         history_pages,
         operator_pages,
         wallet_settings_pages,
+        dead_letter_pages,
     ):
         console.include_router(module.router)
     _error_pages(console)

@@ -19,6 +19,7 @@ from ledger_service.api.errors import ApiError, status_of, validation_error
 from ledger_service.api.routes.dependencies import ApiState, fresh
 from ledger_service.console.sign_in import ConsoleSigner, Session
 from ledger_service.domain.errors import LedgerError
+from ledger_service.ingestion.dlq import DeadLetterDesk
 from ledger_service.service.runner import Command, StoreUnavailable
 from projections.queries import ReadModels
 from schemas.api import KEY_PATTERN
@@ -34,6 +35,8 @@ class Console:
     signer: ConsoleSigner
     templates: Jinja2Templates
     cookie_secure: bool
+    dead_letters: DeadLetterDesk | None = None
+    """The dead-letter topic, when this process knows the broker (``ledger run``)."""
 
 
 class PageError(Exception):

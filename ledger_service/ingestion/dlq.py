@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -125,3 +126,133 @@ def _key_of(value: bytes | None, original: bytes | None) -> bytes | None:
     except (ValueError, KeyError, TypeError):
         return original
     return company.encode() if isinstance(company, str) else original
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    """One dead letter as an operator reads it: where it is, why, and whose it was."""
+
+    partition: int
+    offset: int
+    code: str
+    message: str
+    company_id: str | None
+    event_id: str | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class DeadLetterDesk:
+    """The console's view of the dead-letter topic: the newest letters, and replaying one or
+    every letter of a code. Every call opens its own short-lived clients (an operator's page,
+    not a hot path) and is bounded by ``timeout_s``."""
+
+    bootstrap: str
+    dlq_topic: str
+    usage_topic: str
+    timeout_s: float = 10.0
+
+    async def newest(self, *, code: str | None, limit: int) -> list[DeadLetterView]:
+        """Up to ``limit`` letters per partition from each partition's end, newest first."""
+        return await asyncio.wait_for(self._newest(code, limit), self.timeout_s)
+
+    async def replay_one(self, partition: int, offset: int) -> str:
+        """Re-publish the letter at (partition, offset); its code, or raise ``LookupError``."""
+        return await asyncio.wait_for(self._republish_at(partition, offset), self.timeout_s)
+
+    async def replay_code(self, code: str) -> int:
+        report = await asyncio.wait_for(
+            replay_dead_letters(
+                self.bootstrap, dlq_topic=self.dlq_topic, usage_topic=self.usage_topic, code=code
+            ),
+            self.timeout_s * 6,
+        )
+        return report.republished[code]
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )  # fmt: skip
+
+    async def _newest(self, code: str | None, limit: int) -> list[DeadLetterView]:
+        consumer = self._consumer()
+        await consumer.start()
+        letters: list[DeadLetterView] = []
+        try:
+            partitions = [
+                TopicPartition(self.dlq_topic, p)
+                for p in sorted(await _partitions(consumer, self.dlq_topic))
+            ]
+            if not partitions:
+                return []
+            consumer.assign(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(starts[tp], ends[tp] - limit))
+            async for record in _records_until(consumer, ends):
+                letter = _view(record)
+                if code is None or letter.code == code:
+                    letters.append(letter)
+        finally:
+            await consumer.stop()
+        letters.sort(key=lambda letter: (letter.timestamp_ms, letter.offset), reverse=True)
+        return letters[:limit]
+
+    async def _republish_at(self, partition: int, offset: int) -> str:
+        consumer = self._consumer()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False
+        )
+        await consumer.start()
+        await producer.start()
+        try:
+            tp = TopicPartition(self.dlq_topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            batch = await consumer.getmany(tp, timeout_ms=POLL_TIMEOUT_MS * 4, max_records=1)
+            record = next(iter(batch.get(tp, [])), None)
+            if record is None or record.offset != offset:
+                raise LookupError(f"no dead letter at partition {partition}, offset {offset}")
+            report = ReplayReport()
+            await _replay_one(record, producer, self.usage_topic, None, report)
+            await producer.flush()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        log.info("dlq_replayed_one", partition=partition, offset=offset)
+        return next(iter(report.republished))
+
+
+async def _records_until(
+    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    idle = 0
+    while await _behind(consumer, ends) and idle <= IDLE_POLLS_MAX:
+        batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+        idle = 0 if batches else idle + 1
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset < ends[tp]:
+                    yield record
+
+
+def _view(record: ConsumerRecord[bytes, bytes]) -> DeadLetterView:
+    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    try:
+        event = json.loads(record.value or b"")
+        event_id = event.get("id") if isinstance(event, dict) else None
+        data = event.get("data") if isinstance(event, dict) else None
+        company = data.get("company_id") if isinstance(data, dict) else None
+    except ValueError:
+        event_id, company = None, None
+    return DeadLetterView(
+        partition=record.partition,
+        offset=record.offset,
+        code=headers.get("ledger-error-code", "UNKNOWN"),
+        message=headers.get("ledger-error-message", ""),
+        company_id=company if isinstance(company, str) else None,
+        event_id=event_id if isinstance(event_id, str) else None,
+        timestamp_ms=record.timestamp,
+    )

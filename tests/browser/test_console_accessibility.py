@@ -39,6 +39,7 @@ def test_every_page_passes_wcag_aa(ledger: Ledger, new_page: PageFactory) -> Non
     company = f"a11y-{uuid.uuid4().hex[:8]}"
     open_wallet(ledger, company, [f"{company}-w1"])
     publish_usage(ledger, company, {f"{company}-w1": 2})
+    publish_usage(ledger, f"{company}-nobody", {"nobody-w1": 1})  # a dead letter to list
     page = new_page()
     check(page, "/console/", axe, ledger)
     link = ledger.login_link("--company", company)
@@ -56,7 +57,7 @@ def test_every_page_passes_wcag_aa(ledger: Ledger, new_page: PageFactory) -> Non
     sign_in(operator, ledger.login_link("--sub", "ops", "--scopes", "billing.manage"))
     operator_pages = (
         "/console/ops/topups", f"/console/ops/topups?company={company}", "/console/ops/wallets",
-        "/console/ops/stats", f"/console/companies/{company}",
+        "/console/ops/stats", f"/console/companies/{company}", "/console/ops/dead-letters",
     )  # fmt: skip
     for path in operator_pages:
         check(operator, path, axe, ledger)

@@ -4,6 +4,7 @@ banners, usage from Kafka, isolation, CSRF and one-time links, as people would c
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -46,8 +47,11 @@ def sign_in(page: Page, url: str) -> None:
 
 
 def publish_usage(ledger: Ledger, company: str, counts: dict[str, int]) -> None:
+    _send(ledger, [usage_event(company, s) for s, n in counts.items() for _ in range(n)])
+
+
+def _send(ledger: Ledger, messages: list[tuple[bytes, bytes]]) -> None:
     """From another thread: Playwright's sync API runs an event loop in this one."""
-    messages = [usage_event(company, s) for s, n in counts.items() for _ in range(n)]
     with ThreadPoolExecutor(1) as thread:
         sent = thread.submit(asyncio.run, produce(ledger.kafka, "ledger.usage.v1", messages))
         sent.result(timeout=120)
@@ -164,3 +168,41 @@ def test_used_and_expired_login_links_are_refused(ledger: Ledger, new_page: Page
     third.wait_for_timeout(1500)
     third.goto(expired)
     expect(third.get_by_role("alert")).to_contain_text("expired")
+
+
+def test_an_operator_replays_a_dead_letter_once_its_cause_is_fixed(
+    ledger: Ledger, new_page: PageFactory
+) -> None:
+    company = f"late-{uuid.uuid4().hex[:8]}"
+    sender = f"{company}-w1"
+    key, value = usage_event(company, sender)
+    event_id = json.loads(value)["id"]
+    _send(ledger, [(key, value)])  # no wallet yet: dead-lettered
+    operator = new_page()
+    sign_in(operator, ledger.login_link("--sub", "ops", "--scopes", "billing.manage"))
+    row = operator.locator("tr", has_text=event_id)
+    for _ in range(50):
+        operator.goto(f"{ledger.url}/console/ops/dead-letters")
+        if row.count():
+            break
+        operator.wait_for_timeout(200)
+    expect(row).to_contain_text(company)
+    expect(row.locator("code.code")).to_have_text("UNKNOWN_COMPANY")
+
+    open_wallet(ledger, company, [sender])  # the cause, fixed
+    row.get_by_role("button", name=re.compile("Replay")).click()
+    expect(operator.get_by_role("status")).to_contain_text("Replayed")
+    for _ in range(50):
+        operator.goto(f"{ledger.url}/console/companies/{company}")
+        if operator.get_by_test_id("balance").inner_text() == "-1.5 USD":
+            break
+        operator.wait_for_timeout(200)
+    expect(operator.get_by_test_id("balance")).to_have_text("-1.5 USD")
+
+    code = "UNKNOWN_COMPANY"
+    operator.goto(f"{ledger.url}/console/ops/dead-letters?code={code}")
+    operator.get_by_role("button", name=f"Replay every {code} letter").click()
+    expect(operator.get_by_role("status")).to_contain_text("Replayed")
+    operator.wait_for_timeout(1500)  # time for the consumer to see the replay again
+    operator.goto(f"{ledger.url}/console/companies/{company}")
+    expect(operator.get_by_test_id("balance")).to_have_text("-1.5 USD")  # applied once only

@@ -319,3 +319,12 @@ async def test_operators_change_senders_limits_prices_and_policies_from_the_wall
     form = {"csrf_token": csrf.group(1), "idempotency_key": "k1", "waba_id": "x"}
     response = await tenant.post(f"{page_path}/senders", data=form)
     assert response.status_code == 404
+
+
+async def test_the_dead_letter_page_says_when_the_process_has_no_broker(
+    browser_like: httpx.AsyncClient, signer: ConsoleSigner
+) -> None:
+    await sign_in(browser_like, link(signer, None, "billing.manage"))
+    response = await browser_like.get("/console/ops/dead-letters")
+    assert response.status_code == 503
+    assert "BROKER_NOT_CONFIGURED" in response.text

@@ -119,6 +119,35 @@ class ReadModels:
             )
         )
 
+    async def usage_overview(
+        self, company_id: str, *, sender: str | None, since: date, burn_since: datetime
+    ) -> list[Any]:
+        """The console's usage page in one round trip: rows of ``grp`` 'day' and 'category'
+        (of ``sender`` when given), 'sender' (every sender) since ``since``, and one 'burn' row
+        (what usage cost since ``burn_since``)."""
+        usage = self.t["rm_usage_daily"]
+        figures = "sum(billable_count)::bigint AS billable_count, sum(units)::bigint AS units, "
+        figures += "sum(amount) AS amount"
+        mine = "company_id = $1 AND day >= $3"
+        return list(
+            await self.pool.fetch(
+                f"SELECT 'day' AS grp, day::text AS key, {figures} FROM {usage} "
+                f"WHERE {mine} AND ($2::text IS NULL OR sender_id = $2) GROUP BY day "
+                f"UNION ALL SELECT 'category', category, {figures} FROM {usage} "
+                f"WHERE {mine} AND ($2::text IS NULL OR sender_id = $2) GROUP BY category "
+                f"UNION ALL SELECT 'sender', sender_id, {figures} FROM {usage} "
+                f"WHERE {mine} GROUP BY sender_id "
+                "UNION ALL SELECT 'burn', NULL, 0, 0, "
+                "coalesce(-sum(amount) FILTER (WHERE kind = 'usage'), 0) "
+                f"FROM {self.t['rm_ledger_entries']} WHERE company_id = $1 AND occurred_at >= $4 "
+                "ORDER BY 1, 2",
+                company_id,
+                sender,
+                since,
+                burn_since,
+            )
+        )
+
     async def usage_since(self, company_id: str, since: datetime) -> Decimal:
         """What the company's usage cost since ``since`` (the console's 24-hour burn): the
         usage debits of all its pools; refunds are not netted."""

@@ -141,18 +141,16 @@ async def usage_page(
     request: Request, company_id: Company, session: Viewer, sender: Sender = None
 ) -> HTMLResponse:
     check_company(session, company_id)
-    models = await reads(request)
     wallet = await _wallet(request, company_id, None)
-    today = datetime.now(UTC).date()
-    since = today - timedelta(days=USAGE_DAYS - 1)
+    now = datetime.now(UTC)
     sender = sender or None
-    days = await models.usage(company_id, group_by="day", sender=sender, since=since, until=None)
-    senders = await models.usage(
-        company_id, group_by="sender", sender=None, since=since, until=None
-    )
-    categories = await models.usage(
-        company_id, group_by="category", sender=sender, since=since, until=None
-    )
+    rows = await (await reads(request)).usage_overview(
+        company_id, sender=sender, since=now.date() - timedelta(days=USAGE_DAYS - 1),
+        burn_since=now - timedelta(hours=24),
+    )  # fmt: skip
+    by_group: dict[str, list[Any]] = {"day": [], "category": [], "sender": [], "burn": []}
+    for row in rows:
+        by_group[row["grp"]].append(row)
     return render(
         request,
         "usage.html",
@@ -160,7 +158,8 @@ async def usage_page(
         company_id=company_id,
         wallet=wallet,
         sender=sender,
-        chart=usage_chart(days, last_day=today, days=USAGE_DAYS),
-        senders=senders,
-        categories=categories,
+        chart=usage_chart(by_group["day"], last_day=now.date(), days=USAGE_DAYS),
+        senders=by_group["sender"],
+        categories=by_group["category"],
+        burn_24h=money(by_group["burn"][0]["amount"]),
     )

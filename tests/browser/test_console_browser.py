@@ -75,6 +75,7 @@ def test_a_tenant_and_an_operator_run_a_top_up_and_read_usage(
         tenant.reload()
     expect(tenant.get_by_test_id("balance")).to_have_text("-6 USD")
     expect(tenant.locator("[data-banner=below-zero]")).to_be_visible()
+    expect(tenant.get_by_test_id("burn")).to_have_text("6 USD")  # the last 24 hours
     expect(tenant.get_by_text(f"{company}-w2")).to_be_visible()
 
     tenant.get_by_role("link", name="Request a top-up").click()
@@ -107,6 +108,7 @@ def test_a_tenant_and_an_operator_run_a_top_up_and_read_usage(
 
     tenant.get_by_role("link", name="Usage", exact=True).click()
     expect(tenant.get_by_test_id("usage-total")).to_have_text("6 USD")
+    expect(tenant.get_by_test_id("usage-burn")).to_have_text("6 USD")
     expect(tenant.locator(".bar[data-amount='6']")).to_have_count(1)
     tenant.get_by_label("Sender").select_option(f"{company}-w2")
     tenant.get_by_role("button", name="Show").click()

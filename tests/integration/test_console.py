@@ -328,3 +328,19 @@ async def test_the_dead_letter_page_says_when_the_process_has_no_broker(
     response = await browser_like.get("/console/ops/dead-letters")
     assert response.status_code == 503
     assert "BROKER_NOT_CONFIGURED" in response.text
+
+
+async def test_signing_out_ends_the_session(
+    browser_like: httpx.AsyncClient, pg_ledger: LedgerApplication, signer: ConsoleSigner,
+    company_id: str,
+) -> None:  # fmt: skip
+    open_company(pg_ledger, company_id)
+    await sign_in(browser_like, link(signer, company_id, "billing.view"))
+    page = await browser_like.get(f"/console/companies/{company_id}")
+    csrf = CSRF.search(page.text)
+    assert csrf is not None
+    assert (await browser_like.post("/console/sign-out", data={})).status_code == 403
+    signed_out = await browser_like.post("/console/sign-out", data={"csrf_token": csrf.group(1)})
+    assert signed_out.status_code == 303
+    assert 'ledger_console_session=""' in signed_out.headers["set-cookie"]
+    assert (await browser_like.get(f"/console/companies/{company_id}")).status_code == 401

@@ -274,6 +274,7 @@ async def test_operators_change_senders_limits_prices_and_policies_from_the_wall
     page_path = f"/console/companies/{company_id}"
     page = html.unescape((await browser_like.get(page_path)).text)
     assert "marketing = 0.5" in page
+    assert f'href="/console/companies/{company_id}/transactions"' in page  # the company's pages
     assert '"low_balance_percent"' in page
 
     async def post(path: str, **data: str) -> httpx.Response:

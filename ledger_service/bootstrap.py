@@ -236,7 +236,7 @@ def build_follow_loop(
 
 
 def build_relay(container: Container) -> NotificationRelay:
-    """Alerts to Kafka; needs ``bootstrap(..., with_broker=True)``."""
+    """Alerts and top-up steps to Kafka; needs ``bootstrap(..., with_broker=True)``."""
     if container.kafka_bootstrap is None:
         raise RuntimeError("build_relay needs bootstrap(..., with_broker=True)")
     name = notifications.RELAY_NAME
@@ -245,6 +245,7 @@ def build_relay(container: Container) -> NotificationRelay:
         bootstrap=container.kafka_bootstrap,
         topic=container.settings.notifications_topic,
         loop=build_follow_loop(container, name, notifications.RECOVERABLE),
+        topup_as_of=container.ledger.topup_as_of,
     )
 
 

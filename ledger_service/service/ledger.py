@@ -260,6 +260,16 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             raise TopupNotFound(f"no top-up request {topup_id}") from None
 
+    def topup_as_of(self, topup_id: UUID, version: int) -> TopupRequest:
+        """The top-up as its event at ``version`` left it, with the invoice's tax and fee when
+        they were priced in the same save (``Priced`` follows ``Invoiced`` directly)."""
+        with translated_store_errors():
+            topup = cast(TopupRequest, self.repository.get(topup_id, version=version))
+            following = list(self.events.get(topup_id, gt=version, lte=version + 1))
+        if following and isinstance(following[0], TopupRequest.Priced):
+            following[0].mutate(topup)
+        return topup
+
     def packs(self) -> PackCatalog:
         """The pack catalog (empty before an operator defines a pack)."""
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -22,6 +23,38 @@ from projections.tables import PROJECTION_NAME, ReadModelTables
 GroupBy = Literal["sender", "category", "day"]
 _GROUP_COLUMNS: dict[str, str] = {"sender": "sender_id", "category": "category", "day": "day::text"}
 POSITION_POLL_INTERVAL_S = 0.01
+_ENTRY_FILTERS = (
+    "($1::text IS NULL OR company_id = $1) AND ($2::text IS NULL OR kind = $2) "
+    "AND ($3::text IS NULL OR sender_id = $3) "
+    "AND ($4::timestamptz IS NULL OR occurred_at >= $4) "
+    "AND ($5::timestamptz IS NULL OR occurred_at < $5)"
+)
+_LEDGER_TOTALS = (
+    # (name, sign, which entries): debits are stored negative, so outflows are negated.
+    ("purchased", "", "e.kind = 'topup'"),
+    ("granted", "", "e.kind = 'grant'"),
+    ("refunded", "", "e.kind = 'refund'"),
+    ("transferred_in", "", "e.kind = 'transfer' AND e.direction = 'credit'"),
+    ("transferred_out", "-", "e.kind = 'transfer' AND e.direction = 'debit'"),
+    ("adjusted", "", "e.kind = 'adjustment'"),
+    ("used", "-", "e.kind = 'usage'"),
+    ("expired", "-", "e.kind = 'expiry'"),
+    ("balance", "", "true"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilters:
+    """Which ledger entries: every filter is optional; ``until`` is exclusive."""
+
+    company_id: str | None = None
+    kind: str | None = None
+    sender: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def arguments(self) -> tuple[object, ...]:
+        return (self.company_id, self.kind, self.sender, self.since, self.until)
 
 
 class ReadModels:
@@ -116,6 +149,50 @@ class ReadModels:
                 company,
                 pool,
                 limit,
+            )
+        )
+
+    async def admin_entries(
+        self, filters: EntryFilters, *, before_position: int | None, limit: int
+    ) -> list[Any]:
+        """Every company's ledger entries, newest first (the primary key's order)."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT * FROM {self.t['rm_ledger_entries']} WHERE {_ENTRY_FILTERS} "
+                "AND ($6::bigint IS NULL OR position < $6) ORDER BY position DESC LIMIT $7",
+                *filters.arguments(),
+                before_position,
+                limit,
+            )
+        )
+
+    async def entry_summary(self, filters: EntryFilters) -> list[Any]:
+        """Count and sum of the filtered entries by kind and direction (amounts are of mixed
+        currencies unless the filters name one company of one currency)."""
+        return list(
+            await self.pool.fetch(
+                "SELECT kind, direction, count(*)::bigint AS count, sum(amount) AS amount "
+                f"FROM {self.t['rm_ledger_entries']} WHERE {_ENTRY_FILTERS} "
+                "GROUP BY kind, direction ORDER BY kind, direction",
+                *filters.arguments(),
+            )
+        )
+
+    async def company_ledger(self, company_id: str) -> list[Any]:
+        """A company's money by where it came from and went, per currency, over all its
+        pools; the figures of a currency add up to the balance of its pools."""
+        entries, wallets = self.t["rm_ledger_entries"], self.t["rm_wallet_balances"]
+        sums = ", ".join(
+            f"coalesce({sign}sum(e.amount) FILTER (WHERE {condition}), 0) AS {name}"
+            for name, sign, condition in _LEDGER_TOTALS
+        )
+        return list(
+            await self.pool.fetch(
+                f"SELECT w.currency, count(*)::bigint AS entries, {sums}, "
+                "max(e.position) AS position "
+                f"FROM {entries} e JOIN {wallets} w USING (wallet_id) "
+                "WHERE e.company_id = $1 GROUP BY w.currency ORDER BY w.currency",
+                company_id,
             )
         )
 

@@ -406,3 +406,46 @@ class AdminStatsOut(BaseModel):
     money_in_circulation: dict[str, CirculationOut] = Field(description="per currency")
     topups_by_status: dict[str, TopupStatusOut]
     usage: UsageTotalsOut
+
+
+class AdminEntryOut(EntryOut):
+    company_id: str
+
+
+class EntrySummaryRow(BaseModel):
+    kind: str
+    direction: Literal["credit", "debit"]
+    count: int
+    amount: str = Field(description="signed sum: negative for debits")
+
+
+class AdminTransactionsPage(BaseModel):
+    items: list[AdminEntryOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next (older) page")
+    summary: list[EntrySummaryRow] | None = Field(
+        description="every entry matching the filters (not only this page) by kind and "
+        "direction; null unless the filters are bounded by company or by from"
+    )
+
+
+class CompanyLedgerTotals(BaseModel):
+    """Where a company's money came from and went, over all its pools, in one currency;
+    purchased + granted + refunded + transferred_in - transferred_out + adjusted - used -
+    expired = balance."""
+
+    entries: int
+    purchased: str = Field(description="paid top-ups credited")
+    granted: str = Field(description="grants, including each cycle's included quota")
+    refunded: str = Field(description="usage charges given back")
+    transferred_in: str
+    transferred_out: str
+    adjusted: str = Field(description="operators' corrections, net (negative: taken out)")
+    used: str = Field(description="usage charged")
+    expired: str = Field(description="unused quota and grant remainders expired or voided")
+    balance: str
+
+
+class CompanyLedgerOut(BaseModel):
+    company_id: str
+    currencies: dict[str, CompanyLedgerTotals] = Field(description="per currency")
+    position: int = Field(description="the newest entry these totals include (0: none)")

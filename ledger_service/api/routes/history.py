@@ -88,7 +88,7 @@ async def list_transactions(
     if not rows and not await reads.wallet_exists(company_id):
         raise wallet_not_found(company_id)
     rows, next_cursor = page(rows, limit, "position")
-    return EntriesPage(items=[_entry(r) for r in rows], next_cursor=next_cursor)
+    return EntriesPage(items=[entry_out(r) for r in rows], next_cursor=next_cursor)
 
 
 def _split(row: Any) -> dict[str, str]:
@@ -99,7 +99,7 @@ def _split(row: Any) -> dict[str, str]:
     return split
 
 
-def _entry(row: Any) -> EntryOut:
+def entry_out(row: Any) -> EntryOut:
     return EntryOut(
         position=row["position"],
         wallet_id=row["wallet_id"],

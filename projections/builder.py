@@ -29,6 +29,7 @@ from projections.handlers.holds import HOLDS
 from projections.handlers.payment_orders import PAYMENT_ORDERS
 from projections.handlers.policies import POLICIES
 from projections.handlers.topups import TOPUPS
+from projections.handlers.transfers import TRANSFERS
 from projections.handlers.wallets import WALLETS
 from projections.rows import (
     AccountRow,
@@ -38,6 +39,7 @@ from projections.rows import (
     PaymentOrderChange,
     PaymentOrderRow,
     TopupRow,
+    TransferRow,
     UsageRow,
     WalletRow,
 )
@@ -46,8 +48,7 @@ PROJECTED_TOPIC_PREFIXES = tuple(
     f"{get_topic(cls)}." for cls in (Wallet, TopupRequest, Transfer, PaymentOrder)
 )
 """Events of other aggregates (sender registrations, invoice claims) change no read model, so
-their notifications are skipped before decoding. Transfers have no handler: ``Completed`` only
-books the commission (account totals)."""
+their notifications are skipped before decoding."""
 
 UsageKey = tuple[str, str, str, date]
 RowKind = Literal["wallet", "topup"]
@@ -73,6 +74,7 @@ class BatchBuilder:
     """Payment orders created in this batch."""
     payment_order_changes: dict[UUID, PaymentOrderChange] = field(default_factory=dict)
     """Later events of orders created before this batch."""
+    transfers: list[TransferRow] = field(default_factory=list)
     grants: dict[UUID, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Wallets' active grants, parsed from their rows' JSON as first needed in the batch."""
 
@@ -143,7 +145,7 @@ class BatchBuilder:
 
 
 _HANDLERS: dict[type[Any], Handler[Any]] = merged(
-    (WALLETS, GRANTS, HOLDS, POLICIES, TOPUPS, PAYMENT_ORDERS)
+    (WALLETS, GRANTS, HOLDS, POLICIES, TOPUPS, PAYMENT_ORDERS, TRANSFERS)
 )
 
 HANDLED_EVENT_CLASSES = frozenset(_HANDLERS)

@@ -29,6 +29,11 @@ _ENTRY_FILTERS = (
     "AND ($4::timestamptz IS NULL OR occurred_at >= $4) "
     "AND ($5::timestamptz IS NULL OR occurred_at < $5)"
 )
+_TRANSFER_FILTERS = (
+    "($1::text IS NULL OR from_company_id = $1 OR to_company_id = $1) "
+    "AND ($2::timestamptz IS NULL OR occurred_at >= $2) "
+    "AND ($3::timestamptz IS NULL OR occurred_at < $3)"
+)
 _LEDGER_TOTALS = (
     # (name, sign, which entries): debits are stored negative, so outflows are negated.
     ("purchased", "", "e.kind = 'topup'"),
@@ -175,6 +180,40 @@ class ReadModels:
                 f"FROM {self.t['rm_ledger_entries']} WHERE {_ENTRY_FILTERS} "
                 "GROUP BY kind, direction ORDER BY kind, direction",
                 *filters.arguments(),
+            )
+        )
+
+    async def transfers(
+        self, filters: EntryFilters, *, before_position: int | None, limit: int
+    ) -> list[Any]:
+        """Transfers sent or received by ``filters.company_id`` (every company's when None),
+        within the time filters, newest first."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT * FROM {self.t['rm_transfers']} WHERE {_TRANSFER_FILTERS} "
+                "AND ($4::bigint IS NULL OR position < $4) ORDER BY position DESC LIMIT $5",
+                filters.company_id,
+                filters.since,
+                filters.until,
+                before_position,
+                limit,
+            )
+        )
+
+    async def transfer_totals(self, filters: EntryFilters) -> list[Any]:
+        """Count and sums of the filtered transfers per currency; ``sent`` and ``received``
+        are the company's own sides (zero without a company)."""
+        return list(
+            await self.pool.fetch(
+                "SELECT currency, count(*)::bigint AS count, sum(amount) AS amount, "
+                "sum(commission) AS commission, sum(net_amount) AS net_amount, "
+                "coalesce(sum(amount) FILTER (WHERE from_company_id = $1), 0) AS sent, "
+                "coalesce(sum(net_amount) FILTER (WHERE to_company_id = $1), 0) AS received "
+                f"FROM {self.t['rm_transfers']} WHERE {_TRANSFER_FILTERS} "
+                "GROUP BY currency ORDER BY currency",
+                filters.company_id,
+                filters.since,
+                filters.until,
             )
         )
 

@@ -154,6 +154,22 @@ class AlertRow:
     occurred_at: datetime
 
 
+class TransferRow(NamedTuple):
+    """``rm_transfers``: a transfer from one company's wallet to another's (written once)."""
+
+    position: int
+    transfer_id: UUID
+    from_company_id: str
+    to_company_id: str
+    currency: str
+    amount: Decimal
+    commission: Decimal
+    net_amount: Decimal
+    note: str
+    actor: str
+    occurred_at: datetime
+
+
 class HoldRow(NamedTuple):
     """``rm_holds``: an active hold (written when placed, deleted when closed)."""
 
@@ -238,7 +254,17 @@ class AccountRow:
     position: int
 
 
-Row = WalletRow | TopupRow | EntryRow | AlertRow | UsageRow | AccountRow | HoldRow | PaymentOrderRow
+Row = (
+    WalletRow
+    | TopupRow
+    | EntryRow
+    | AlertRow
+    | UsageRow
+    | AccountRow
+    | HoldRow
+    | PaymentOrderRow
+    | TransferRow
+)
 
 
 def stored_fields(row_class: type[Row]) -> tuple[str, ...]:

@@ -23,8 +23,11 @@ ACCOUNTS = "rm_account_totals"
 ALERTS = "rm_alerts"
 HOLDS = "rm_holds"
 PAYMENT_ORDERS = "rm_payment_orders"
+TRANSFERS = "rm_transfers"
 POSITIONS = "rm_projection_positions"
-ALL_TABLES = (WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, HOLDS, PAYMENT_ORDERS, POSITIONS)
+ALL_TABLES = (
+    WALLETS, ENTRIES, USAGE, TOPUPS, ACCOUNTS, ALERTS, HOLDS, PAYMENT_ORDERS, TRANSFERS, POSITIONS,
+)  # fmt: skip
 """Every read-model table; the positions table is last (it says how far the others are)."""
 
 _DDL = """
@@ -224,6 +227,23 @@ CREATE TABLE IF NOT EXISTS {s}.rm_payment_orders (
     failure_reason text
 );
 CREATE INDEX IF NOT EXISTS rm_payment_orders_topup ON {s}.rm_payment_orders (topup_id);
+-- Transfers came after the other tables: on a database that had transfers before, the table
+-- starts empty and `ledger replay --all` fills it.
+CREATE TABLE IF NOT EXISTS {s}.rm_transfers (
+    position bigint PRIMARY KEY,
+    transfer_id uuid NOT NULL UNIQUE,
+    from_company_id text NOT NULL,
+    to_company_id text NOT NULL,
+    currency text NOT NULL,
+    amount numeric NOT NULL,
+    commission numeric NOT NULL,
+    net_amount numeric NOT NULL,
+    note text NOT NULL,
+    actor text NOT NULL,
+    occurred_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_transfers_from ON {s}.rm_transfers (from_company_id, position DESC);
+CREATE INDEX IF NOT EXISTS rm_transfers_to ON {s}.rm_transfers (to_company_id, position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_account_totals (
     account text PRIMARY KEY,
     total numeric NOT NULL,

@@ -21,6 +21,7 @@ from projections.rows import (
     PaymentOrderRow,
     Row,
     TopupRow,
+    TransferRow,
     UsageRow,
     WalletRow,
     columns,
@@ -35,6 +36,7 @@ from projections.tables import (
     HOLDS,
     PAYMENT_ORDERS,
     TOPUPS,
+    TRANSFERS,
     USAGE,
     WALLETS,
     ReadModelTables,
@@ -80,6 +82,7 @@ class RowWriter:
         )
         self.entry_copy = f"COPY {tables[ENTRIES]} ({', '.join(columns(EntryRow))}) FROM STDIN"
         self.alert_insert = insert_sql(tables[ALERTS], AlertRow)
+        self.transfer_insert = insert_sql(tables[TRANSFERS], TransferRow)
         self.wallet_upsert = upsert_sql(tables[WALLETS], WalletRow, ("wallet_id",))
         self.topup_upsert = upsert_sql(tables[TOPUPS], TopupRow, ("topup_id",))
         self.usage_upsert = upsert_sql(tables[USAGE], UsageRow, UsageRow.KEY)
@@ -123,6 +126,8 @@ class RowWriter:
                     copy.write_row(entry)
         if batch.alerts:
             cur.executemany(self.alert_insert, [_alert_values(a) for a in batch.alerts])
+        if batch.transfers:
+            cur.executemany(self.transfer_insert, batch.transfers)
         if batch.touched_wallets:
             wallets = [_wallet_values(batch.wallets[w]) for w in sorted(batch.touched_wallets)]
             cur.executemany(self.wallet_upsert, wallets)

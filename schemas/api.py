@@ -449,3 +449,35 @@ class CompanyLedgerOut(BaseModel):
     company_id: str
     currencies: dict[str, CompanyLedgerTotals] = Field(description="per currency")
     position: int = Field(description="the newest entry these totals include (0: none)")
+
+
+class TransferRecordOut(BaseModel):
+    id: UUID
+    from_company_id: str
+    to_company_id: str
+    currency: str
+    amount: str = Field(description="taken from the sender")
+    commission: str
+    net_amount: str = Field(description="given to the receiver: amount - commission")
+    note: str
+    actor: str
+    occurred_at: datetime
+    position: int
+
+
+class TransferTotals(BaseModel):
+    count: int
+    amount: str
+    commission: str
+    net_amount: str
+    sent: str = Field(description="the company's sent amount (0 without company)")
+    received: str = Field(description="the company's received net amount (0 without company)")
+
+
+class TransfersPage(BaseModel):
+    items: list[TransferRecordOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next (older) page")
+    totals: dict[str, TransferTotals] | None = Field(
+        description="per currency, of every transfer the filters match (not only this page); "
+        "null unless the filters are bounded by company or by from"
+    )

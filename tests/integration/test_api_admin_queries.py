@@ -114,3 +114,42 @@ async def test_admin_transactions_filter_page_and_summarise_across_companies(
     assert later.json()["summary"] == []
     tenant = await api.get("/v1/admin/transactions", headers=tokens.tenant(company_id))
     assert tenant.status_code == 403
+
+
+async def test_transfers_are_listed_newest_first_with_totals_of_the_filters(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    peer, third = f"{company_id}-peer", f"{company_id}-third"
+    for company in (peer, third):
+        open_company(pg_ledger, company)
+    busy_company(pg_ledger, company_id, peer)  # company -> peer: 10
+    pg_ledger.transfer(
+        from_company_id=peer, to_company_id=third, amount="4", commission_rate="0.25",
+        note="thanks", actor="op", idempotency_key="gift-2",
+    )  # fmt: skip
+    position = pg_ledger.recorder.max_notification_id()
+    operator = tokens.operator()
+    response = await api.get(
+        f"/v1/transfers?company={peer}&min_position={position}", headers=operator
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [(t["from_company_id"], t["to_company_id"]) for t in body["items"]] == [
+        (peer, third), (company_id, peer),
+    ]  # fmt: skip
+    newest = body["items"][0]
+    assert (newest["amount"], newest["commission"], newest["net_amount"], newest["note"]) == (
+        "4", "1", "3", "thanks",
+    )  # fmt: skip
+    usd = body["totals"]["USD"]
+    assert (usd["count"], usd["amount"], usd["commission"], usd["sent"], usd["received"]) == (
+        2, "14", "1", "4", "10",
+    )  # fmt: skip
+    first = await api.get(f"/v1/transfers?company={peer}&limit=1", headers=operator)
+    cursor = first.json()["next_cursor"]
+    older = await api.get(f"/v1/transfers?company={peer}&limit=1&cursor={cursor}", headers=operator)
+    assert [t["to_company_id"] for t in older.json()["items"]] == [peer]
+    assert older.json()["next_cursor"] is None
+    unbounded = await api.get("/v1/transfers", headers=operator)
+    assert unbounded.json()["totals"] is None
+    assert (await api.get("/v1/transfers", headers=tokens.tenant(peer))).status_code == 403

@@ -22,6 +22,7 @@ from projections.rows import (
     EntryRow,
     HoldRow,
     TopupRow,
+    TransferRow,
     UsageRow,
     WalletRow,
     columns,
@@ -35,6 +36,7 @@ from projections.tables import (
     HOLDS,
     POSITIONS,
     TOPUPS,
+    TRANSFERS,
     USAGE,
     WALLETS,
     ReadModelTables,
@@ -151,9 +153,13 @@ def table_differences(conn: psycopg.Connection[Any], a: str, b: str) -> dict[str
 def test_every_handled_event_class_exists() -> None:
     from ledger_service.domain.payment_order import PaymentOrder
     from ledger_service.domain.topup import TopupRequest
+    from ledger_service.domain.transfer import Transfer
     from ledger_service.domain.wallet import Wallet
 
-    owners = {"Wallet": Wallet, "TopupRequest": TopupRequest, "PaymentOrder": PaymentOrder}
+    owners = {
+        "Wallet": Wallet, "TopupRequest": TopupRequest, "PaymentOrder": PaymentOrder,
+        "Transfer": Transfer,
+    }  # fmt: skip
     for name in HANDLED_EVENTS:
         owner, event = name.split(".")
         assert isinstance(vars(owners[owner])[event], type)
@@ -168,7 +174,7 @@ def test_the_row_classes_name_exactly_the_columns_of_the_tables(
     make_projector(schema)
     expected = {
         WALLETS: WalletRow, ENTRIES: EntryRow, USAGE: UsageRow, TOPUPS: TopupRow,
-        ACCOUNTS: AccountRow, ALERTS: AlertRow, HOLDS: HoldRow,
+        ACCOUNTS: AccountRow, ALERTS: AlertRow, HOLDS: HoldRow, TRANSFERS: TransferRow,
     }  # fmt: skip
     with connect() as conn:
         for table, row_class in expected.items():

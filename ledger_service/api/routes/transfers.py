@@ -1,13 +1,28 @@
-"""Transfers of prepaid money between companies (operators)."""
+"""Transfers of prepaid money between companies (operators): make one, list them."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from ledger_service.api.routes.dependencies import IdempotencyKey, Operator, State, key, write
-from schemas.api import TransferOut
+from ledger_service.api.routes.dependencies import (
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    MinPosition,
+    Operator,
+    State,
+    fresh,
+    key,
+    page,
+    write,
+)
+from ledger_service.domain.money import format_amount
+from projections.queries import EntryFilters
+from schemas.api import KEY_PATTERN, TransferOut, TransferRecordOut, TransfersPage, TransferTotals
 from schemas.requests import TransferIn
 
 router = APIRouter()
@@ -29,3 +44,48 @@ async def transfer(
         net_amount=result["net_amount"],
         position=result["position"],
     )
+
+
+@router.get("/transfers", tags=["operator"])
+async def list_transfers(
+    state: State,
+    caller: Operator,
+    company: Annotated[
+        str | None, Query(pattern=KEY_PATTERN, description="sent or received")
+    ] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: Annotated[datetime | None, Query(description="exclusive")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    min_position: MinPosition = None,
+) -> TransfersPage:
+    """Transfers, newest first, with totals per currency of everything the filters match
+    (computed only when bounded by ``company`` or ``from``) (scope billing.manage)."""
+    reads = await fresh(state, min_position)
+    filters = EntryFilters(company_id=company, since=from_, until=to)
+    rows = await reads.transfers(
+        filters, before_position=int(cursor) if cursor else None, limit=limit + 1
+    )
+    rows, next_cursor = page(rows, limit, "position")
+    totals = None
+    if company is not None or from_ is not None:
+        totals = {r["currency"]: _totals(r) for r in await reads.transfer_totals(filters)}
+    return TransfersPage(items=[_record(r) for r in rows], next_cursor=next_cursor, totals=totals)
+
+
+def _record(row: Any) -> TransferRecordOut:
+    return TransferRecordOut(
+        id=row["transfer_id"], from_company_id=row["from_company_id"],
+        to_company_id=row["to_company_id"], currency=row["currency"],
+        amount=format_amount(row["amount"]), commission=format_amount(row["commission"]),
+        net_amount=format_amount(row["net_amount"]), note=row["note"], actor=row["actor"],
+        occurred_at=row["occurred_at"], position=row["position"],
+    )  # fmt: skip
+
+
+def _totals(row: Any) -> TransferTotals:
+    return TransferTotals(
+        count=row["count"],
+        **{name: format_amount(row[name])
+           for name in ("amount", "commission", "net_amount", "sent", "received")},
+    )  # fmt: skip

@@ -79,7 +79,9 @@ def _request_id_of(scope: Scope) -> str:
 
 def _observe(scope: Scope, status: int, elapsed_s: float) -> None:
     route: Any = scope.get("route")
-    template = getattr(route, "path", None) or "unmatched"
+    path = getattr(route, "path", None)
+    # A mounted sub-application (the console) matches paths below its mount point.
+    template = f"{scope.get('root_path', '')}{path}" if path else "unmatched"
     method = scope["method"]
     metrics.HTTP_REQUESTS.labels(method, template, str(status)).inc()
     metrics.HTTP_REQUEST_SECONDS.labels(method, template).observe(elapsed_s)

@@ -345,3 +345,6 @@ async def test_signing_out_ends_the_session(
     assert signed_out.status_code == 303
     assert 'ledger_console_session=""' in signed_out.headers["set-cookie"]
     assert (await browser_like.get(f"/console/companies/{company_id}")).status_code == 401
+    metrics = (await browser_like.get("/metrics")).text  # console routes named in full
+    assert 'route="/console/sign-out"' in metrics
+    assert 'route="/console/companies/{company_id}"' in metrics

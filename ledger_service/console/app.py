@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger_service.api.errors import validation_error
+from ledger_service.api.errors import status_of, validation_error
 from ledger_service.api.routes.dependencies import ApiState
 from ledger_service.console import (
     dead_letter_pages,
@@ -36,6 +36,7 @@ from ledger_service.console.web import (
     console_of,
     render,
 )
+from ledger_service.domain.errors import LedgerError
 from ledger_service.ingestion.dlq import DeadLetterDesk
 
 HERE = Path(__file__).parent
@@ -93,7 +94,13 @@ def _error_pages(console: FastAPI) -> None:
         code = "NOT_FOUND" if exc.status_code == 404 else "HTTP_ERROR"
         return _error(request, exc.status_code, code, str(exc.detail))
 
+    async def ledger_error(request: Request, exc: Exception) -> Response:
+        # Raised while a form's values become a command (e.g. a zero amount), before run().
+        assert isinstance(exc, LedgerError)
+        return _error(request, status_of(exc), exc.code, exc.message)
+
     console.add_exception_handler(PageError, page_error)
+    console.add_exception_handler(LedgerError, ledger_error)
     console.add_exception_handler(NotSignedIn, not_signed_in)
     console.add_exception_handler(RequestValidationError, invalid_request)
     console.add_exception_handler(StarletteHTTPException, http_error)

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from ledger_service.console.pages import entry_view
 from ledger_service.console.web import (
+    NO_STORE,
     Company,
     Cursor,
     PageError,
@@ -32,6 +34,7 @@ PAGE_SIZE = 50
 CSV_ROWS_MAX = 100_000
 """A download is bounded: a wider range is refused with a message to narrow it."""
 CSV_BATCH = 1000
+FORMULA_STARTS = frozenset("=+-@\t\r")
 KINDS = sorted({*CreditKind, *DebitKind})
 Key = Annotated[str | None, Query(pattern=f"(^$)|({KEY_PATTERN})")]
 DAY_PATTERN = r"^(\d{4}-\d{2}-\d{2})?$"
@@ -117,24 +120,31 @@ async def transactions_csv(
     wallet = await models.wallet(company_id, None)
     currency = "" if wallet is None else wallet["currency"]
 
+    # The first batch before the response starts: a failing read is an error page, not a
+    # download that looks complete.
+    first = await chosen.entries(models, company_id, None, CSV_BATCH)
+
     async def lines() -> AsyncIterator[str]:
         yield _csv_line(CSV_COLUMNS)
-        before, written = None, 0
-        while written < CSV_ROWS_MAX:
-            rows = await chosen.entries(models, company_id, before, CSV_BATCH)
-            for row in rows:
+        rows, written = first, 0
+        while rows:
+            for row in rows[: CSV_ROWS_MAX - written]:
                 yield _csv_line(entry_view(row).csv_values(currency))
             written += len(rows)
             if len(rows) < CSV_BATCH:
                 return
             before = rows[-1]["position"]
-        yield _csv_line([f"# stopped after {CSV_ROWS_MAX} rows: narrow the date range"])
+            if written >= CSV_ROWS_MAX:
+                if await chosen.entries(models, company_id, before, 1):
+                    yield _csv_line([f"# stopped after {CSV_ROWS_MAX} rows: narrow the range"])
+                return
+            rows = await chosen.entries(models, company_id, before, CSV_BATCH)
 
     name = f"{company_id}-transactions.csv"
     return StreamingResponse(
         lines(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE},
     )
 
 
@@ -149,8 +159,24 @@ def _day(text: str | None, name: str) -> date | None:
 
 def _csv_line(values: Any) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
+    csv.writer(buffer).writerow([_inert(value) for value in values])
     return buffer.getvalue()
+
+
+def _inert(value: object) -> object:
+    """Text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first)
+    gets a leading apostrophe; numbers (``-1.5``) stay numbers."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
 
 
 @router.get("/companies/{company_id}/alerts")

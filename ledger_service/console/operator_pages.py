@@ -14,6 +14,7 @@ from ledger_service.console.pages import topup_view, wallet_row_view
 from ledger_service.console.web import (
     OperatorViewer,
     checked_form,
+    company_filter,
     form_key,
     parsed,
     reads,
@@ -62,7 +63,7 @@ def _back(
     fields: dict[str, str], status: str, position: int | None, notice: str
 ) -> RedirectResponse:
     """Back to the queue, showing where the top-up went, within the company filter."""
-    company = fields.get("company") or None
+    company = company_filter(fields)
     return redirect(
         "/ops/topups", status=status, company=company, min_position=position, notice=notice
     )

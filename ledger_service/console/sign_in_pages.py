@@ -60,6 +60,9 @@ async def sign_in_page(request: Request, token: Token) -> HTMLResponse:
 async def sign_in(
     request: Request, token: Annotated[str, Form(min_length=1, max_length=2000)]
 ) -> RedirectResponse:
+    if request.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):
+        # Login CSRF: another site posting its own link would sign this browser into it.
+        raise PageError(403, "CROSS_SITE_SIGN_IN", "open the login link itself to sign in")
     link = _link(request, token)
     session = Session(secrets.token_urlsafe(18), link.subject, link.company_id, link.scopes)
     await run(

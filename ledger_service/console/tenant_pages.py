@@ -20,6 +20,7 @@ from ledger_service.console.web import (
     Viewer,
     check_company,
     checked_form,
+    company_filter,
     form_key,
     parsed,
     reads,
@@ -89,6 +90,7 @@ async def topups_page(
         "topups.html",
         session,
         company_id=company_id,
+        company=company_id if operator else "",
         currency=None if wallet is None else wallet["currency"],
         topups=[topup_view(r, operator=operator) for r in rows[:PAGE_SIZE]],
         next_cursor=rows[PAGE_SIZE - 1]["created_position"] if len(rows) > PAGE_SIZE else None,
@@ -127,7 +129,7 @@ async def cancel_topup(request: Request, topup_id: UUID, session: Viewer) -> Red
     )
     result = await run(request, command)
     if principal.is_operator:
-        company = fields.get("company") or None
+        company = company_filter(fields)
         return redirect(
             "/ops/topups", status="cancelled", company=company,
             min_position=result.get("position"), notice="cancelled",

@@ -4,6 +4,7 @@ the API's commands, and errors as pages (the API's code and message, with the re
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -27,6 +28,8 @@ from schemas.api import KEY_PATTERN
 R = TypeVar("R")
 SESSION_COOKIE = "ledger_console_session"
 CSRF_FIELD = "csrf_token"
+NO_STORE = {"Cache-Control": "no-store"}
+"""Pages show balances, invoices and CSRF tokens: no cache keeps them past a sign-out."""
 
 
 @dataclass
@@ -103,6 +106,12 @@ async def checked_form(request: Request, session: Session) -> dict[str, str]:
     return fields
 
 
+def company_filter(fields: dict[str, str]) -> str | None:
+    """The queue's company filter a form carries back, when it is a valid company id."""
+    company = fields.get("company", "")
+    return company if re.fullmatch(KEY_PATTERN, company) else None
+
+
 def form_key(fields: dict[str, str]) -> str:
     """The form's idempotency key, rendered into it: a double submit changes nothing twice."""
     key = fields.get("idempotency_key", "")
@@ -155,4 +164,5 @@ def render(
             **context,
         },
         status_code=status_code,
+        headers=NO_STORE,
     )

@@ -4,7 +4,9 @@ a real browser are in tests/browser/."""
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -348,3 +350,70 @@ async def test_signing_out_ends_the_session(
     metrics = (await browser_like.get("/metrics")).text  # console routes named in full
     assert 'route="/console/sign-out"' in metrics
     assert 'route="/console/companies/{company_id}"' in metrics
+
+
+async def test_bad_form_values_are_error_pages_and_pages_are_not_cached(
+    browser_like: httpx.AsyncClient, pg_ledger: LedgerApplication, signer: ConsoleSigner,
+    company_id: str,
+) -> None:  # fmt: skip
+    open_company(pg_ledger, company_id)
+    await sign_in(browser_like, link(signer, company_id, "billing.view"))
+    path = f"/console/companies/{company_id}/topups"
+    page = await browser_like.get(path)
+    assert page.headers["cache-control"] == "no-store"
+    zero = await browser_like.post(
+        path, data=form_fields(page.text) | {"amount": "0", "currency": "USD"}
+    )
+    assert zero.status_code == 422, zero.text
+    assert "INVALID_AMOUNT" in zero.text
+    assert "Request id" in zero.text
+
+    operator = httpx.AsyncClient(transport=browser_like._transport, base_url="https://ledger")
+    await sign_in(operator, link(signer, None, "billing.manage"))
+    wallet_path = f"/console/companies/{company_id}"
+    bad_forms: list[tuple[str, dict[str, str]]] = [
+        ("settings", {}),
+        ("policies", {"policies": "{}"}),
+        ("policies", {"policies": '{"cycle": {"time_zone": "Mars/Base"}}'}),
+    ]
+    for form, data in bad_forms:
+        fields = form_fields((await operator.get(wallet_path)).text)
+        response = await operator.post(f"{wallet_path}/{form}", data=fields | data)
+        assert response.status_code in (400, 422), (form, data, response.text)
+        assert "Request id" in response.text
+
+
+async def test_a_sign_in_posted_from_another_site_is_refused(
+    browser_like: httpx.AsyncClient, signer: ConsoleSigner, company_id: str
+) -> None:
+    token = link(signer, company_id, "billing.view")
+    refused = await browser_like.post(
+        "/console/sign-in", data={"token": token}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert refused.status_code == 403
+    assert "CROSS_SITE_SIGN_IN" in refused.text
+    same = await browser_like.post(
+        "/console/sign-in", data={"token": token}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert same.status_code == 303  # the link was not spent by the refused post
+
+
+async def test_csv_cells_that_a_spreadsheet_would_run_are_made_inert(
+    browser_like: httpx.AsyncClient, pg_ledger: LedgerApplication, signer: ConsoleSigner,
+    company_id: str,
+) -> None:  # fmt: skip
+    open_company(pg_ledger, company_id)
+    pg_ledger.credit_wallet(
+        company_id=company_id, amount="2", kind="grant", reference='=HYPERLINK("http://x")',
+        actor="@op", idempotency_key="formula",
+    )  # fmt: skip
+    position = pg_ledger.recorder.max_notification_id()
+    await sign_in(browser_like, link(signer, company_id, "billing.view"))
+    await browser_like.get(f"/console/companies/{company_id}?min_position={position}")
+    download = await browser_like.get(f"/console/companies/{company_id}/transactions.csv")
+    assert download.headers["cache-control"] == "no-store"
+    rows = list(csv.reader(io.StringIO(download.text)))
+    grant = next(r for r in rows[1:] if "HYPERLINK" in r[11])
+    assert grant[11] == '\'=HYPERLINK("http://x")'
+    assert grant[13] == "'@op"
+    assert grant[4] == "2"

@@ -84,8 +84,8 @@ def test_a_batch_continues_from_the_rows_the_previous_one_left() -> None:
     assert first.alerts + second.alerts == whole.builder.alerts
 
 
-def test_every_wallet_and_topup_event_has_a_handler() -> None:
-    for aggregate in (Wallet, TopupRequest):
+def test_every_wallet_topup_and_transfer_event_has_a_handler() -> None:
+    for aggregate in (Wallet, TopupRequest, Transfer):
         declared = {
             value
             for name, value in vars(aggregate).items()
@@ -94,7 +94,7 @@ def test_every_wallet_and_topup_event_has_a_handler() -> None:
             and name not in {"Event", "Created"}
         }
         assert declared <= HANDLED_EVENT_CLASSES, aggregate.__name__
-    assert Transfer.Completed not in HANDLED_EVENT_CLASSES, "it only books postings"
+    assert Transfer.Completed in HANDLED_EVENT_CLASSES, "it writes rm_transfers"
 
 
 def test_a_handler_table_refuses_a_second_handler_for_an_event() -> None:

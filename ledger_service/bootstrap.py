@@ -351,7 +351,9 @@ def build_console(container: Container, api: ApiState) -> FastAPI:
         )
     return create_console(
         api,
-        ConsoleSigner(settings.jwt_secret, session_ttl_s=settings.console_session_ttl_s),
+        ConsoleSigner(
+            settings.console_signing_secret, session_ttl_s=settings.console_session_ttl_s
+        ),
         cookie_secure=settings.environment != "development" if secure is None else secure,
         dead_letters=desk,
     )

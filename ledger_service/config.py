@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     console_login_link_ttl_s: int = Field(
         default=15 * 60, ge=10, le=86400, description="default lifetime of a login link"
     )
+    console_secret: str | None = Field(
+        default=None,
+        description="signs console login links and sessions; unset: LEDGER_JWT_SECRET. Change "
+        "it to sign every console user out without touching API tokens",
+    )
     console_cookie_secure: bool | None = Field(
         default=None,
         description="mark the console's session cookie Secure (HTTPS only); unset: outside "
@@ -184,6 +189,10 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def console_signing_secret(self) -> str:
+        return self.console_secret or self.jwt_secret
+
+    @property
     def public_url(self) -> str:
         return self.payments_public_url or f"http://{self.http_host}:{self.http_port}"
 
@@ -192,6 +201,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret) < 32:
                 raise ValueError("LEDGER_JWT_SECRET must be set (32+ characters) in production")
+            if self.console_secret is not None and len(self.console_secret) < 32:
+                raise ValueError("LEDGER_CONSOLE_SECRET must be 32+ characters in production")
             if self.database_url is None:
                 raise ValueError(
                     "LEDGER_DATABASE_URL must be set in production "

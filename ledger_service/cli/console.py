@@ -35,7 +35,9 @@ def login_link(
     settings = load_settings()
     scope_list = tuple(s for s in scopes.replace(",", " ").split() if s)
     ttl_s = settings.console_login_link_ttl_s if ttl is None else parse_duration(ttl)
-    signer = ConsoleSigner(settings.jwt_secret, session_ttl_s=settings.console_session_ttl_s)
+    signer = ConsoleSigner(
+        settings.console_signing_secret, session_ttl_s=settings.console_session_ttl_s
+    )
     try:
         token = signer.mint_link(
             subject=subject or f"{company or 'operator'}-user",

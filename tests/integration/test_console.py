@@ -41,7 +41,9 @@ async def browser_like(
 @pytest.fixture
 def signer(api_container: Container) -> ConsoleSigner:
     settings = api_container.settings
-    return ConsoleSigner(settings.jwt_secret, session_ttl_s=settings.console_session_ttl_s)
+    return ConsoleSigner(
+        settings.console_signing_secret, session_ttl_s=settings.console_session_ttl_s
+    )
 
 
 def link(signer: ConsoleSigner, company: str | None, scope: str, ttl_s: int = 60) -> str:

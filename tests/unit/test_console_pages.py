@@ -142,3 +142,16 @@ def test_the_rate_card_form_round_trips_and_names_a_bad_line() -> None:
     assert parse_rate_card(text + "\n\n") == {"marketing": "1.5", "utility": "0.02"}
     with pytest.raises(PageError, match="line 2"):
         parse_rate_card("a = 1\nb 2")
+
+
+def test_the_console_has_its_own_secret_when_set() -> None:
+    from ledger_service.config import Settings
+
+    assert Settings(jwt_secret="a" * 40).console_signing_secret == "a" * 40
+    own = Settings(jwt_secret="a" * 40, console_secret="c" * 40)
+    assert own.console_signing_secret == "c" * 40
+    with pytest.raises(ValueError, match="LEDGER_CONSOLE_SECRET"):
+        Settings(
+            environment="production", jwt_secret="a" * 40, console_secret="short",
+            database_url="postgresql://db/ledger", payments_provider="none",
+        )  # fmt: skip

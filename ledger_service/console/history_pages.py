@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from ledger_service.console.pages import entry_view
@@ -74,19 +74,25 @@ class Filters:
         )  # fmt: skip
 
 
+async def chosen_filters(
+    kind: Key = None, sender: Key = None, from_: From = None, to: Day = None
+) -> Filters:
+    """The transactions filters of a page or its CSV (a dependency: one parameter list)."""
+    return Filters(kind, sender, _day(from_, "from"), _day(to, "to"))
+
+
+Chosen = Annotated[Filters, Depends(chosen_filters)]
+
+
 @router.get("/companies/{company_id}/transactions")
 async def transactions_page(
     request: Request,
     company_id: Company,
     session: Viewer,
-    kind: Key = None,
-    sender: Key = None,
-    from_: From = None,
-    to: Day = None,
+    chosen: Chosen,
     cursor: Cursor = None,
 ) -> HTMLResponse:
     check_company(session, company_id)
-    chosen = Filters(kind, sender, _day(from_, "from"), _day(to, "to"))
     models = await reads(request)
     wallet = await models.wallet(company_id, None)
     rows = await chosen.entries(models, company_id, cursor, PAGE_SIZE + 1)
@@ -105,17 +111,10 @@ async def transactions_page(
 
 @router.get("/companies/{company_id}/transactions.csv")
 async def transactions_csv(
-    request: Request,
-    company_id: Company,
-    session: Viewer,
-    kind: Key = None,
-    sender: Key = None,
-    from_: From = None,
-    to: Day = None,
+    request: Request, company_id: Company, session: Viewer, chosen: Chosen
 ) -> StreamingResponse:
     """Every entry of the filtered range, newest first, fetched and written in batches."""
     check_company(session, company_id)
-    chosen = Filters(kind, sender, _day(from_, "from"), _day(to, "to"))
     models = await reads(request)
     wallet = await models.wallet(company_id, None)
     currency = "" if wallet is None else wallet["currency"]

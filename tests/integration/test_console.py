@@ -51,6 +51,11 @@ def link(signer: ConsoleSigner, company: str | None, scope: str, ttl_s: int = 60
     return signer.mint_link(subject=subject, company_id=company, scopes=(scope,), ttl_s=ttl_s)
 
 
+def another_browser(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A second person on the same app: the same transport, a cookie jar of its own."""
+    return httpx.AsyncClient(transport=client._transport, base_url="https://ledger")
+
+
 async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
     page = await client.get("/console/sign-in", params={"token": token})
     assert page.status_code == 200, page.text
@@ -84,9 +89,7 @@ async def test_a_login_link_signs_in_once_with_a_strict_httponly_cookie(
     assert f"Wallet of {company_id}" in wallet.text
     assert f"{company_id}-w1" in wallet.text  # the senders sharing the pool
 
-    again = await httpx.AsyncClient(
-        transport=browser_like._transport, base_url="https://ledger"
-    ).post("/console/sign-in", data={"token": token})
+    again = await another_browser(browser_like).post("/console/sign-in", data={"token": token})
     assert again.status_code == 409
     assert "LOGIN_LINK_USED" in again.text
 
@@ -164,7 +167,7 @@ async def test_the_top_up_lifecycle_through_the_console(
     assert bad.status_code == 422
     assert "Request id" in bad.text
 
-    operator = httpx.AsyncClient(transport=tenant._transport, base_url="https://ledger")
+    operator = another_browser(tenant)
     await sign_in(operator, link(signer, None, "billing.manage"))
     queue = await operator.get(f"/console/ops/topups?company={company_id}")
     assert queue.text.count("data-topup=") == 1  # the double submit made one request
@@ -249,7 +252,7 @@ async def test_operators_search_wallets_page_through_them_and_read_the_stats(
     stats = await browser_like.get(f"/console/ops/stats?min_position={position}")
     assert stats.status_code == 200
     assert "Money in wallets, by bucket" in stats.text
-    tenant = httpx.AsyncClient(transport=browser_like._transport, base_url="https://ledger")
+    tenant = another_browser(browser_like)
     await sign_in(tenant, link(signer, companies[0], "billing.view"))
     for path in ("/console/ops/wallets", "/console/ops/stats"):
         assert (await tenant.get(path)).status_code == 404
@@ -315,7 +318,7 @@ async def test_operators_change_senders_limits_prices_and_policies_from_the_wall
     assert policies.status_code == 200, policies.text
     assert '"low_balance_threshold": "20"' in html.unescape(policies.text)
 
-    tenant = httpx.AsyncClient(transport=browser_like._transport, base_url="https://ledger")
+    tenant = another_browser(browser_like)
     await sign_in(tenant, link(signer, company_id, "billing.view"))
     tenant_page = (await tenant.get(page_path)).text
     assert "wallet settings" not in tenant_page
@@ -370,7 +373,7 @@ async def test_bad_form_values_are_error_pages_and_pages_are_not_cached(
     assert "INVALID_AMOUNT" in zero.text
     assert "Request id" in zero.text
 
-    operator = httpx.AsyncClient(transport=browser_like._transport, base_url="https://ledger")
+    operator = another_browser(browser_like)
     await sign_in(operator, link(signer, None, "billing.manage"))
     wallet_path = f"/console/companies/{company_id}"
     bad_forms: list[tuple[str, dict[str, str]]] = [

@@ -58,6 +58,11 @@ class AlertSettingsIn(Request):
     )
     low_balance_percent: Money = format_amount(LOW_BALANCE_PERCENT_DEFAULT)
     burn_limit_24h: Money | None = Field(None, description="rapid-burn alert above this")
+    renotify: Literal["per_crossing", "once_per_cycle"] = Field(
+        "per_crossing",
+        description="per_crossing: the low-balance and below-zero warnings fire on every "
+        "crossing; once_per_cycle: at most once per billing cycle each",
+    )
 
 
 class AutoTopupIn(Request):

@@ -25,6 +25,7 @@ from ledger_service.console.web import (
 )
 from ledger_service.domain.money import format_amount
 from ledger_service.service.wallets import UnlinkSender
+from projections.handlers.policies import read_policies
 from schemas.api import KEY_PATTERN
 from schemas.requests import ConfigureWalletIn, SenderIn
 
@@ -57,7 +58,7 @@ def parse_rate_card(text: str) -> dict[str, str]:
 
 
 def policies_text(policies_json: str) -> str:
-    policies: dict[str, Any] = json.loads(policies_json)
+    policies = read_policies(policies_json)
     shown = {section: policies[section] for section in POLICY_SECTIONS if section in policies}
     return json.dumps(shown, indent=2, sort_keys=True)
 

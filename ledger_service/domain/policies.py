@@ -19,13 +19,16 @@ Alert kinds (the ``alert`` of a ``Wallet.AlertRaised`` event):
 
 Each balance alert fires once per crossing and re-arms only after its condition has cleared
 (``Wallet.TriggersRearmed``, published as ``balance_recovered``), so a balance hovering below a
-threshold does not spam. A spending cap fires once per category per day.
+threshold does not spam. With ``renotify: "once_per_cycle"`` the low-balance and below-zero
+warnings fire at most once per billing cycle: a second crossing in the same cycle raises nothing
+(a wallet that tops up and drains again every few days warns once a month). A spending cap fires
+once per category per day.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -46,6 +49,12 @@ AUTO_TOPUP = "auto_topup"
 """Not an alert: the auto top-up trigger shares the fire-once/re-arm mechanism."""
 
 BALANCE_ALERTS = (LOW_BALANCE, BELOW_ZERO, CREDIT_LIMIT_EXCEEDED)
+
+RENOTIFY_PER_CROSSING = "per_crossing"
+RENOTIFY_ONCE_PER_CYCLE = "once_per_cycle"
+RENOTIFY_MODES = (RENOTIFY_PER_CROSSING, RENOTIFY_ONCE_PER_CYCLE)
+ONCE_PER_CYCLE_ALERTS = (LOW_BALANCE, BELOW_ZERO)
+"""The warnings ``once_per_cycle`` limits (overage and rapid burn always fire per crossing)."""
 ALERT_KINDS = (*BALANCE_ALERTS, RAPID_BURN, SPENDING_CAP_REACHED, BALANCE_RECOVERED)
 
 LOW_BALANCE_PERCENT_DEFAULT = Decimal(40)
@@ -108,11 +117,21 @@ class CycleAnchor:
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
     """When the balance alerts fire. An absolute ``low_balance_threshold`` wins over the
-    percentage of the cycle's funding; no ``burn_limit_24h`` means no rapid-burn alert."""
+    percentage of the cycle's funding; no ``burn_limit_24h`` means no rapid-burn alert;
+    ``renotify`` says whether the warnings fire again on every crossing or once per cycle."""
 
     low_balance_threshold: Decimal | None = None
     low_balance_percent: Decimal = LOW_BALANCE_PERCENT_DEFAULT
     burn_limit_24h: Decimal | None = None
+    renotify: str = RENOTIFY_PER_CROSSING
+
+    def silenced(self, kind: str, warned_this_cycle: Collection[str]) -> bool:
+        """Whether a new crossing of ``kind`` raises nothing: it already warned this cycle."""
+        return (
+            self.renotify == RENOTIFY_ONCE_PER_CYCLE
+            and kind in ONCE_PER_CYCLE_ALERTS
+            and kind in warned_this_cycle
+        )
 
     def low_balance_line(self, funded: Decimal) -> Decimal | None:
         """The balance below which ``low_balance_warning`` fires (None: never)."""
@@ -153,8 +172,13 @@ class SpendingCap:
 
 
 def check_alert_settings(
-    low_balance_threshold: object, low_balance_percent: object, burn_limit_24h: object
+    low_balance_threshold: object,
+    low_balance_percent: object,
+    burn_limit_24h: object,
+    renotify: object = RENOTIFY_PER_CROSSING,
 ) -> AlertSettings:
+    if renotify not in RENOTIFY_MODES:
+        raise InvalidArgument(f"renotify must be one of {list(RENOTIFY_MODES)}, got {renotify!r}")
     return AlertSettings(
         low_balance_threshold=None
         if low_balance_threshold is None
@@ -163,6 +187,7 @@ def check_alert_settings(
         burn_limit_24h=None
         if burn_limit_24h is None
         else parse_amount(burn_limit_24h, field="burn_limit_24h", allow_zero=False),
+        renotify=str(renotify),
     )
 
 
@@ -252,7 +277,9 @@ def _next_month(year: int, month: int) -> tuple[int, int]:
 # A section replaces that whole policy; omitted keys take these defaults. Configuring an auto
 # top-up turns it on unless the section says otherwise (the state's default is off).
 
-ALERT_SECTION_FIELDS = frozenset({"low_balance_threshold", "low_balance_percent", "burn_limit_24h"})
+ALERT_SECTION_FIELDS = frozenset(
+    {"low_balance_threshold", "low_balance_percent", "burn_limit_24h", "renotify"}
+)
 AUTO_TOPUP_SECTION_FIELDS = frozenset({"enabled", "trigger_balance", "amount", "auto_approve"})
 CYCLE_SECTION_FIELDS = frozenset({"anchor_day", "anchor_time", "time_zone"})
 AUTO_TOPUP_SECTION_ENABLED_DEFAULT = True
@@ -265,6 +292,7 @@ def alert_settings_from(section: Mapping[str, object]) -> AlertSettings:
         section.get("low_balance_threshold", default.low_balance_threshold),
         section.get("low_balance_percent", default.low_balance_percent),
         section.get("burn_limit_24h", default.burn_limit_24h),
+        section.get("renotify", default.renotify),
     )
 
 

@@ -6,8 +6,9 @@ nothing. Time enters only through the rolling counters it reads (``SpendingDay``
 live evaluation and replay see the same figures. The aggregate turns the ``Verdict`` into events
 stamped with the time of the event that caused them.
 
-Alerts fire once per crossing and re-arm only after their condition cleared; a spending cap
-fires once per category per day (see ``domain.policies`` for the alert kinds).
+Alerts fire once per crossing and re-arm only after their condition cleared (or, for the
+warnings a ``once_per_cycle`` setting limits, at most once per cycle); a spending cap fires
+once per category per day (see ``domain.policies`` for the alert kinds).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class PolicyState(Protocol):
     @property
     def triggered(self) -> Collection[str]: ...
     @property
+    def warned_this_cycle(self) -> Collection[str]: ...
+    @property
     def blocked(self) -> Mapping[str, str]: ...
     @property
     def spend_day(self) -> SpendingDay: ...
@@ -179,7 +182,7 @@ def evaluate_triggers(state: PolicyState, category: str | None = None) -> Verdic
         if not holds:
             if kind in triggered:
                 rearmed.append(kind)
-        elif kind not in triggered:
+        elif kind not in triggered and not settings.silenced(kind, state.warned_this_cycle):
             measured = canonical(burn) if kind == RAPID_BURN else None
             raised.append(Alert(kind, line, measured))
     cap = None if category is None else cap_reached(state, category)

@@ -91,13 +91,15 @@ class Wallet(Aggregate):
 
     # Snapshots: version 2 added policies (cycles, alerts, caps, auto top-up) as plain dicts,
     # version 3 holds them as typed values, version 4 added grants, version 5 holds, version 6
-    # a tax rate. Older snapshots are upcast; events need none.
-    class_version = 6
+    # a tax rate, version 7 the warnings given this cycle. Older snapshots are upcast (events
+    # version themselves: ``wallet_events``).
+    class_version = 7
     upcast_v1_v2 = staticmethod(policies.upcast_v1_v2)
     upcast_v2_v3 = staticmethod(policies.upcast_v2_v3)
     upcast_v3_v4 = staticmethod(policies.upcast_v3_v4)
     upcast_v4_v5 = staticmethod(policies.upcast_v4_v5)
     upcast_v5_v6 = staticmethod(policies.upcast_v5_v6)
+    upcast_v6_v7 = staticmethod(policies.upcast_v6_v7)
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -175,6 +177,8 @@ class Wallet(Aggregate):
         self.spending_caps: dict[str, SpendingCap] = {}
         self.triggered: list[str] = []
         """Alerts (and the auto top-up trigger) that fired and have not re-armed yet."""
+        self.warned_this_cycle: list[str] = []
+        """Warnings raised since the cycle started (what ``renotify: once_per_cycle`` reads)."""
         self.blocked: dict[str, str] = {}
         """Category -> the day its spending cap was reached (blocked for that day)."""
         self.spend_day = SpendingDay()

@@ -17,6 +17,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
+from ledger_service.domain.policies import RENOTIFY_PER_CROSSING
+
 
 class Opened(Aggregate.Created):
     company_id: str
@@ -133,10 +135,19 @@ class HoldClosed(Aggregate.Event):
 
 
 class AlertSettingsChanged(Aggregate.Event):
+    """Version 2 added ``renotify``; a version 1 event meant today's default, per crossing."""
+
+    class_version = 2
+
     low_balance_threshold: Decimal | None
     low_balance_percent: Decimal
     burn_limit_24h: Decimal | None
+    renotify: str
     actor: str
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["renotify"] = RENOTIFY_PER_CROSSING
 
 
 class AutoTopupChanged(Aggregate.Event):

@@ -27,6 +27,8 @@ from ledger_service.domain.money import ZERO, canonical
 from ledger_service.domain.policies import (
     AUTO_TOPUP,
     LOW_BALANCE_PERCENT_DEFAULT,
+    ONCE_PER_CYCLE_ALERTS,
+    RENOTIFY_PER_CROSSING,
     SPENDING_CAP_REACHED,
     AlertSettings,
     AutoTopup,
@@ -56,14 +58,18 @@ def configure_alerts(
     low_balance_threshold: Decimal | None,
     low_balance_percent: Decimal,
     burn_limit_24h: Decimal | None,
+    renotify: str = RENOTIFY_PER_CROSSING,
     actor: str,
 ) -> None:
     """An absolute low-balance threshold wins over the percentage of the cycle's funding."""
-    settings = check_alert_settings(low_balance_threshold, low_balance_percent, burn_limit_24h)
+    settings = check_alert_settings(
+        low_balance_threshold, low_balance_percent, burn_limit_24h, renotify
+    )
     self._alert_settings_changed(
         low_balance_threshold=settings.low_balance_threshold,
         low_balance_percent=settings.low_balance_percent,
         burn_limit_24h=settings.burn_limit_24h,
+        renotify=settings.renotify,
         actor=actor,
     )
     self._evaluate_triggers()
@@ -75,9 +81,12 @@ def _alert_settings_changed(
     low_balance_threshold: Decimal | None,
     low_balance_percent: Decimal,
     burn_limit_24h: Decimal | None,
+    renotify: str,
     actor: str,
 ) -> None:
-    self.alert_settings = AlertSettings(low_balance_threshold, low_balance_percent, burn_limit_24h)
+    self.alert_settings = AlertSettings(
+        low_balance_threshold, low_balance_percent, burn_limit_24h, renotify
+    )
 
 
 def configure_auto_topup(
@@ -195,6 +204,7 @@ def _cycle_started(
 ) -> None:
     self.cycle_start = cycle_start
     self.cycle_funded = opening_funded
+    self.warned_this_cycle = []
 
 
 # -- usage counters and triggers: fire once per crossing, re-arm after recovery -------------
@@ -274,8 +284,12 @@ def _alert_raised(
 ) -> None:
     if alert == SPENDING_CAP_REACHED and category is not None and day is not None:
         self.blocked[category] = day
-    else:
-        self.triggered = sorted({*self.triggered, alert})
+        return
+    self.triggered = sorted({*self.triggered, alert})
+    if alert in ONCE_PER_CYCLE_ALERTS:
+        # Kept whatever ``renotify`` says, so switching to once per cycle mid-cycle counts
+        # the warnings this cycle already gave.
+        self.warned_this_cycle = sorted({*self.warned_this_cycle, alert})
 
 
 @event(wallet_events.TriggersRearmed)
@@ -366,6 +380,13 @@ def upcast_v3_v4(state: dict[str, Any]) -> None:
 def upcast_v5_v6(state: dict[str, Any]) -> None:
     """Version 6 added a tax rate; a wallet snapshotted before had the service's."""
     state["tax_percent"] = None
+
+
+def upcast_v6_v7(state: dict[str, Any]) -> None:
+    """Version 7 counts the warnings given this cycle (``renotify: once_per_cycle``). A wallet
+    snapshotted before did not count them; the warnings still in force are the best guess (one
+    that fired in an earlier cycle and never cleared is counted too: it warns once less)."""
+    state["warned_this_cycle"] = [k for k in state["triggered"] if k in ONCE_PER_CYCLE_ALERTS]
 
 
 def upcast_v4_v5(state: dict[str, Any]) -> None:

@@ -13,7 +13,13 @@ from eventsourcing.persistence import Transcoding
 
 from ledger_service.domain.grants import Grant, GrantStatus
 from ledger_service.domain.holds import Hold
-from ledger_service.domain.policies import AlertSettings, AutoTopup, CycleAnchor, SpendingCap
+from ledger_service.domain.policies import (
+    RENOTIFY_PER_CROSSING,
+    AlertSettings,
+    AutoTopup,
+    CycleAnchor,
+    SpendingCap,
+)
 from ledger_service.domain.triggers import BurnWindow, SpendingDay, Tally
 
 
@@ -26,11 +32,16 @@ class AlertSettingsAsDict(Transcoding):
             "low_balance_threshold": obj.low_balance_threshold,
             "low_balance_percent": obj.low_balance_percent,
             "burn_limit_24h": obj.burn_limit_24h,
+            "renotify": obj.renotify,
         }
 
     def decode(self, data: dict[str, Any]) -> AlertSettings:
         return AlertSettings(
-            data["low_balance_threshold"], data["low_balance_percent"], data["burn_limit_24h"]
+            data["low_balance_threshold"],
+            data["low_balance_percent"],
+            data["burn_limit_24h"],
+            # Snapshots from before ``renotify`` existed: today's default, per crossing.
+            data.get("renotify", RENOTIFY_PER_CROSSING),
         )
 
 

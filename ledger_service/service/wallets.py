@@ -14,6 +14,7 @@ from ledger_service.domain.errors import InvalidArgument
 from ledger_service.domain.ids import check_key
 from ledger_service.domain.money import ZERO, parse_amount, parse_currency
 from ledger_service.domain.policies import (
+    RENOTIFY_PER_CROSSING,
     AlertSettings,
     AutoTopup,
     CycleAnchor,
@@ -154,7 +155,7 @@ class ConfigureWallet(Command[WalletChanged]):
 
     A policy section replaces that whole policy. Sections may be given as typed values or as
     request-shaped mappings (``alerts``: ``low_balance_threshold``, ``low_balance_percent``,
-    ``burn_limit_24h``; ``auto_topup``: ``enabled``, ``trigger_balance``, ``amount``,
+    ``burn_limit_24h``, ``renotify``; ``auto_topup``: ``enabled``, ``trigger_balance``, ``amount``,
     ``auto_approve``; ``spending_caps``: category -> ``units`` and/or ``amount`` per day;
     ``cycle``: ``anchor_day``, ``anchor_time``, ``time_zone``), which the domain validates and
     completes with its defaults on construction."""
@@ -195,9 +196,11 @@ class ConfigureWallet(Command[WalletChanged]):
     def fingerprint_fields(self) -> dict[str, object]:
         """Sections in their request shape, as the first release fingerprinted them."""
         fields = super().fingerprint_fields()
-        for name in ("alerts", "auto_topup"):
-            value = getattr(self, name)
-            fields[name] = None if value is None else asdict(value)
+        fields["auto_topup"] = None if self.auto_topup is None else asdict(self.auto_topup)
+        alerts = None if self.alerts is None else asdict(self.alerts)
+        if alerts is not None and alerts["renotify"] == RENOTIFY_PER_CROSSING:
+            del alerts["renotify"]  # keys recorded before it existed still replay
+        fields["alerts"] = alerts
         caps = self.spending_caps
         fields["spending_caps"] = (
             None if caps is None else {k: c.as_dict() for k, c in caps.items()}

@@ -16,6 +16,7 @@ from ledger_service.domain.policies import (
     BALANCE_ALERTS,
     BALANCE_RECOVERED,
     LOW_BALANCE_PERCENT_DEFAULT,
+    RENOTIFY_PER_CROSSING,
     CycleAnchor,
 )
 from ledger_service.domain.wallet import Wallet
@@ -38,6 +39,7 @@ def default_policies() -> dict[str, Any]:
             "low_balance_threshold": None,
             "low_balance_percent": format_amount(LOW_BALANCE_PERCENT_DEFAULT),
             "burn_limit_24h": None,
+            "renotify": RENOTIFY_PER_CROSSING,
         },
         "auto_topup": {
             "enabled": False,
@@ -58,6 +60,18 @@ def default_policies_json() -> str:
     return json.dumps(default_policies(), sort_keys=True)
 
 
+def read_policies(policies_json: str) -> dict[str, Any]:
+    """A row's policies, each section completed with the keys added to it since the row was
+    written (a row from before ``alerts.renotify`` reads as ``per_crossing``, which is what
+    its wallet does, until a replay rewrites it)."""
+    policies: dict[str, Any] = json.loads(policies_json)
+    for section, defaults in default_policies().items():
+        stored = policies.get(section)
+        if isinstance(stored, dict) and defaults and section != "spending_caps":
+            policies[section] = defaults | stored
+    return policies
+
+
 def _set_policy(
     b: BatchBuilder, position: int, event: Aggregate.Event, section: str, value: Any
 ) -> WalletRow:
@@ -76,6 +90,7 @@ def alert_settings_changed(
         "low_balance_threshold": _amount(event.low_balance_threshold),
         "low_balance_percent": format_amount(event.low_balance_percent),
         "burn_limit_24h": _amount(event.burn_limit_24h),
+        "renotify": event.renotify,
     }
     _set_policy(b, position, event, "alerts", alerts)
 

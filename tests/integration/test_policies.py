@@ -463,6 +463,7 @@ async def test_authorization_answers_match_balances_and_caps(
         ({"alerts": {"burn_limit_24h": 5}}, "INVALID_AMOUNT"),
         ({"auto_topup": {"enabled": True, "amount": "0"}}, "INVALID_AMOUNT"),
         ({"auto_topup": {"surprise": True}}, "VALIDATION_ERROR"),
+        ({"alerts": {"renotify": "sometimes"}}, "VALIDATION_ERROR"),
     ],
 )
 async def test_bad_policies_are_refused_and_write_nothing(
@@ -528,6 +529,57 @@ async def test_patched_auto_topup_and_burn_limit_are_events_that_take_effect(
     }  # fmt: skip
     alerts = (await api.get(f"/v1/wallets/{company_id}/alerts", headers=tenant)).json()
     assert [a["alert"] for a in alerts["items"]] == ["rapid_burn"]
+
+
+async def test_once_per_cycle_warns_once_a_cycle_over_the_api(
+    api: httpx.AsyncClient, pg_ledger: LedgerApplication, tokens: Tokens, company_id: str
+) -> None:
+    sender = f"{company_id}-s"
+    open_company(pg_ledger, company_id, [sender], prepaid="100", rate_card={"marketing": "10"})
+    patch = await api.patch(
+        f"/v1/wallets/{company_id}",
+        json={"alerts": {"low_balance_threshold": "25", "renotify": "once_per_cycle"}},
+        headers=tokens.operator() | {"Idempotency-Key": "renotify"},
+    )
+    assert patch.status_code == 200, patch.text
+
+    def use(count: int, prefix: str) -> None:  # 2 units x 10 = 20 each
+        for i in range(count):
+            pg_ledger.apply_usage(_usage(company_id, sender, f"{prefix}{i}"))
+
+    def top_up(reference: str) -> None:
+        pg_ledger.credit_wallet(
+            company_id=company_id, amount="100", kind="grant", bucket="prepaid",
+            reference=reference, actor="t", idempotency_key=reference,
+        )  # fmt: skip
+
+    use(4, "a")  # 100 -> 20: below 25, warns
+    top_up("t1")  # 120: re-armed
+    use(5, "b")  # 120 -> 20: a second crossing this cycle, silent
+    top_up("t2")
+    use(6, "c")  # 120 -> 0: a third crossing, silent too
+    assert alert_names(pg_ledger, company_id) == [
+        "low_balance_warning",
+        "rearmed:low_balance_warning",
+    ]
+    wallet = pg_ledger.get_wallet(company_id)
+    assert (
+        pg_ledger.start_due_cycles(
+            [wallet.id], now=wallet.next_cycle_at + timedelta(seconds=1), actor="cycles"
+        )
+        == 1
+    )
+    assert alert_names(pg_ledger, company_id)[-1] == "low_balance_warning", "a new cycle warns"
+
+    tenant = tokens.tenant(company_id)
+    position = pg_ledger.recorder.max_notification_id()
+    read = await api.get(
+        f"/v1/wallets/{company_id}", params={"min_position": position}, headers=tenant
+    )
+    assert read.json()["policies"]["alerts"]["renotify"] == "once_per_cycle"
+    alerts = (await api.get(f"/v1/wallets/{company_id}/alerts", headers=tenant)).json()
+    warnings = [a for a in alerts["items"] if a["alert"] == "low_balance_warning"]
+    assert len(warnings) == 2, alerts
 
 
 async def test_cycle_scheduler_waits_quietly_for_the_read_models(fresh_database_url: str) -> None:

@@ -90,7 +90,12 @@ def test_policy_settings_replace_their_section_of_the_policies() -> None:
     events = log.record(wallet)
     assert Wallet.AutoTopupTriggered in {type(e) for e in events}, "the balance 0 is below 10"
     row = log.wallet(wallet)
-    alerts = {"low_balance_threshold": None, "low_balance_percent": "25", "burn_limit_24h": "100"}
+    alerts = {
+        "low_balance_threshold": None,
+        "low_balance_percent": "25",
+        "burn_limit_24h": "100",
+        "renotify": "per_crossing",
+    }
     auto_topup = {"enabled": True, "trigger_balance": "10", "amount": "50", "auto_approve": False}
     cycle = {"anchor_day": 15, "anchor_time": "09:30", "time_zone": "Europe/Berlin"}
     expected = default_policies() | {"alerts": alerts, "auto_topup": auto_topup, "cycle": cycle}

@@ -91,9 +91,10 @@ CASES: list[tuple[type[Any], dict[str, Any], str]] = [
             "low_balance_threshold": D("3"),
             "low_balance_percent": D("10"),
             "burn_limit_24h": None,
+            "renotify": "once_per_cycle",
             "actor": "op",
         },
-        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"low_balance_threshold":{"_type_":"decimal_str","_data_":"3"},"low_balance_percent":{"_type_":"decimal_str","_data_":"10"},"burn_limit_24h":null,"actor":"op"}',
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"low_balance_threshold":{"_type_":"decimal_str","_data_":"3"},"low_balance_percent":{"_type_":"decimal_str","_data_":"10"},"burn_limit_24h":null,"renotify":"once_per_cycle","actor":"op","class_version":2}',
     ),
     (
         Wallet.AutoTopupChanged,
@@ -346,3 +347,14 @@ def test_topic_and_payload_are_unchanged(
     loaded = mapper.to_domain_event(written_before)
     assert type(loaded) is event_class
     assert loaded == domain_event
+
+
+ALERT_SETTINGS_V1 = '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"low_balance_threshold":{"_type_":"decimal_str","_data_":"3"},"low_balance_percent":{"_type_":"decimal_str","_data_":"10"},"burn_limit_24h":null,"actor":"op"}'  # noqa: E501
+
+
+def test_alert_settings_stored_before_renotify_load_as_per_crossing(mapper: Any) -> None:
+    topic = f"{TOPIC_PREFIXES['Wallet']}AlertSettingsChanged"
+    loaded = mapper.to_domain_event(StoredEvent(ID, 2, topic, ALERT_SETTINGS_V1.encode()))
+    assert type(loaded) is Wallet.AlertSettingsChanged
+    assert loaded.renotify == "per_crossing"
+    assert (loaded.low_balance_threshold, loaded.burn_limit_24h) == (D("3"), None)

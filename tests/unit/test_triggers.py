@@ -48,6 +48,7 @@ class State:
     auto_topup: AutoTopup = NO_AUTO_TOPUP
     spending_caps: dict[str, SpendingCap] = field(default_factory=dict)
     triggered: list[str] = field(default_factory=list)
+    warned_this_cycle: list[str] = field(default_factory=list)
     blocked: dict[str, str] = field(default_factory=dict)
     spend_day: SpendingDay = field(default_factory=SpendingDay)
     burn_window: BurnWindow = field(default_factory=BurnWindow)

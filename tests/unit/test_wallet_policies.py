@@ -127,6 +127,45 @@ def test_balance_alerts_fire_once_per_crossing_and_rearm_after_recovery(clock: C
     assert alerts_of(wallet.collect_events()) == ["low_balance_warning"]
 
 
+def test_once_per_cycle_warns_once_a_cycle_and_again_in_the_next(clock: Clock) -> None:
+    clock.now = datetime(2026, 11, 10, tzinfo=UTC)
+    wallet = new_wallet(prepaid="100", at=clock.now)
+    wallet.configure_alerts(
+        low_balance_threshold=D("20"),
+        low_balance_percent=D(40),
+        burn_limit_24h=None,
+        renotify="once_per_cycle",
+        actor="op",
+    )
+    history: list[Any] = []
+
+    def said() -> list[str]:
+        events = wallet.collect_events()
+        history.extend(events)
+        return alerts_of(events)
+
+    use(wallet, "85")  # 15 < 20
+    use(wallet, "20")  # -5 < 0
+    credit(wallet, "100")  # 95: both clear
+    assert said() == [
+        "low_balance_warning",
+        "balance_below_zero",
+        "rearmed:low_balance_warning,balance_below_zero",
+    ]
+    use(wallet, "80")  # 15: a second crossing in the same cycle raises nothing
+    use(wallet, "20")  # -5: nor does going below zero again
+    credit(wallet, "100")  # 95: and nothing was in force to re-arm
+    use(wallet, "80")  # 15: a third crossing, still nothing
+    assert said() == []
+    assert wallet.warned_this_cycle == ["balance_below_zero", "low_balance_warning"]
+
+    assert wallet.start_due_cycles(datetime(2026, 12, 2, tzinfo=UTC), actor="cycles") == 1
+    assert said() == ["low_balance_warning"], "a new cycle warns"
+    use(wallet, "20")  # -5: the first time below zero this cycle
+    assert said() == ["balance_below_zero"]
+    assert vars(replayed(history)) == vars(wallet)
+
+
 def test_absolute_threshold_and_replay_reproduces_the_state(clock: Clock) -> None:
     wallet = new_wallet()
     wallet.configure_alerts(

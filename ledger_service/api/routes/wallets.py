@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -29,6 +28,7 @@ from ledger_service.api.routes.dependencies import (
 from ledger_service.api.routes.grants import active_grants
 from ledger_service.domain.money import format_amount
 from ledger_service.service.wallets import UnlinkSender
+from projections.handlers.policies import read_policies
 from schemas.api import (
     KEY_PATTERN,
     AuthorizationOut,
@@ -86,7 +86,7 @@ async def get_wallet(
         grants=active_grants(row["company_id"], row["grants"]),
         held=format_amount(row["held"]),
         senders=row["senders"],
-        policies=json.loads(row["policies"]),
+        policies=read_policies(row["policies"]),
         cycle=CycleOut(start=row["cycle_start"], next_start=row["next_cycle_at"]),
         alerts_active=row["alerts_active"],
         blocked_categories=blocked_today(row["blocked"], row["policies"], datetime.now(UTC)),

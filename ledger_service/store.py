@@ -5,7 +5,10 @@
 as the events:
 
 * ``ledger_commands`` - idempotency records of commands: (scope, key) -> fingerprint, result and
-  the position of the command's last event. Inserted after the events so the position is known.
+  the position of the command's last event. Inserted *before* the events, so that a key
+  recorded concurrently fails the whole transaction (the library commits the events when an
+  error is raised after them, in ``_fetch_ids_after_insert_events``), then given the position
+  once the events' notification ids are known.
 * ``ledger_usage_keys`` - CloudEvents (source, id) of every usage event that changed a balance.
   The primary key makes a second application of the same usage event impossible: the whole
   transaction fails and the writer re-filters.
@@ -62,8 +65,11 @@ class LedgerRecorder(PostgresProcessRecorder):
             ]
         )
         self._insert_command = SQL(
-            "INSERT INTO {}.{} (scope, key, fingerprint, result, position) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+            "INSERT INTO {}.{} (scope, key, fingerprint, result) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+        ).format(schema, commands)
+        self._set_command_position = SQL(
+            "UPDATE {}.{} SET position = %s WHERE scope = %s AND key = %s"
         ).format(schema, commands)
         self._select_command = SQL(
             "SELECT scope, key, fingerprint, result, position FROM {}.{} "
@@ -129,6 +135,16 @@ class LedgerRecorder(PostgresProcessRecorder):
         **kwargs: Any,
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
+        # The command's key first: raised here, a key recorded concurrently rolls back the whole
+        # transaction (raised after the events, the library would still commit them).
+        command: CommandRecord | None = kwargs.get("command")
+        if command is not None:
+            curs.execute(
+                self._insert_command,
+                (command.scope, command.key, command.fingerprint, json.dumps(command.result)),
+            )
+            if curs.fetchone() is None:
+                raise IntegrityError(f"idempotency key {command.key!r} was recorded concurrently")
         # The consumed Kafka position (the next offset of a partition), in the same transaction
         # as the deductions it produced. Single-row tracking only moves forward, so a consumer
         # that lost its partition in a rebalance cannot record an older position.
@@ -151,20 +167,8 @@ class LedgerRecorder(PostgresProcessRecorder):
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         command: CommandRecord | None = kwargs.get("command")
-        if command is not None:
-            position = max(ids) if ids else None
-            curs.execute(
-                self._insert_command,
-                (
-                    command.scope,
-                    command.key,
-                    command.fingerprint,
-                    json.dumps(command.result),
-                    position,
-                ),
-            )
-            if curs.fetchone() is None:
-                raise IntegrityError(f"idempotency key {command.key!r} was recorded concurrently")
+        if command is not None and ids:
+            curs.execute(self._set_command_position, (max(ids), command.scope, command.key))
         return ids
 
     # -- reads ----------------------------------------------------------------------------

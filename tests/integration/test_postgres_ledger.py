@@ -11,14 +11,17 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from ledger_service.bootstrap import build_ledger
 from ledger_service.config import Settings
+from ledger_service.domain.accounts import PROMOTIONS
 from ledger_service.domain.books import trial_balance
 from ledger_service.domain.errors import InvalidTransition, LedgerError
 from ledger_service.domain.usage import Usage, UsageOutcome
-from ledger_service.domain.wallet import Wallet
+from ledger_service.domain.wallet import CreditBucket, CreditKind, Wallet
 from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.runner import CommandRecord
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -84,6 +87,44 @@ def test_twenty_threads_marking_one_topup_paid_credit_once(
     ]
     assert len(credits) == 1
     assert wallet.prepaid == D(250)
+
+
+def test_a_save_under_a_key_already_recorded_writes_nothing(
+    pg_ledger: LedgerApplication, company_id: str
+) -> None:
+    """The race the runner cannot see: a request that looked the key up before another one
+    committed it, then decided on the state that one left. Its save must fail as a whole."""
+    open_wallet(pg_ledger, company_id)
+    pg_ledger.credit_wallet(
+        company_id=company_id, amount="5", kind="grant", reference="g", actor="op",
+        idempotency_key="grant-1",
+    )  # fmt: skip
+    wallet = pg_ledger.get_wallet(company_id)
+    version = wallet.version
+    wallet.credit(
+        D(5), bucket=CreditBucket.PREPAID, kind=CreditKind.GRANT, counter_account=PROMOTIONS,
+        reference="g", actor="op",
+    )  # fmt: skip
+    with pytest.raises(IntegrityError):
+        pg_ledger.save(wallet, command=CommandRecord(company_id, "grant-1", "same", {}))
+    pg_ledger.evict([wallet.id])
+    assert pg_ledger.get_wallet(company_id).version == version, "no event was committed"
+
+
+def test_twenty_threads_with_one_key_and_no_domain_guard_write_once(
+    pg_ledger: LedgerApplication, company_id: str
+) -> None:
+    open_wallet(pg_ledger, company_id, included_quota="0")
+    outcomes = run_at_once(
+        20,
+        lambda _i: pg_ledger.credit_wallet(
+            company_id=company_id, amount="5", kind="grant", reference="g", actor="op",
+            idempotency_key="grant-1",
+        ),
+    )  # fmt: skip
+    assert all(isinstance(o, dict) for o in outcomes), outcomes
+    assert len({o["position"] for o in outcomes}) == 1
+    assert pg_ledger.get_wallet(company_id).prepaid == D(5)
 
 
 def test_retried_mark_paid_with_the_same_key_is_answered_from_the_record(

@@ -115,6 +115,24 @@ class HoldOut(BaseModel):
     )
 
 
+class ConsumptionOut(BaseModel):
+    company_id: str
+    feature: str
+    units: int
+    reference: str
+    unit_price: str
+    amount: str
+    currency: str
+    split: dict[str, str] = Field(
+        description="where the amount came from: included, grants, prepaid, postpaid"
+    )
+    balance: str = Field(description="the wallet's balance right after")
+    available: str = Field(description="the wallet's available balance right after")
+    position: int | None = Field(
+        default=None, description="the event-store position (read-your-writes)"
+    )
+
+
 class GrantOut(BaseModel):
     id: UUID
     company_id: str

@@ -30,6 +30,11 @@ from ledger_service.domain.policies import (
 )
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
+from ledger_service.service.consumption import (
+    REFERENCE_LENGTH_MAX as CONSUMPTION_REFERENCE_LENGTH_MAX,
+)
+from ledger_service.service.consumption import ConsumeFeature
+from ledger_service.service.consumption import idempotency_key_of as consumption_key
 from ledger_service.service.grants import REFERENCE_LENGTH_MAX, IssueGrant
 from ledger_service.service.holds import PlaceHold
 from ledger_service.service.packs import DefinePack
@@ -75,6 +80,11 @@ class AutoTopupIn(Request):
 class SpendingCapIn(Request):
     units: int | None = Field(None, ge=1, le=1_000_000_000)
     amount: Money | None = None
+    hard: bool = Field(
+        False,
+        description="also refuse synchronous consumption (POST /v1/wallets/{id}/consume) that "
+        "would pass the cap; message usage is never refused",
+    )
 
 
 class CycleIn(Request):
@@ -272,6 +282,27 @@ class AdjustmentRejectIn(Request):
 
 
 CloudEventsText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class ConsumeIn(Request):
+    feature: Key = Field(description="a category of the wallet's rate card, e.g. ai_summary")
+    units: int = Field(ge=1, le=UNITS_MAX)
+    reference: Annotated[
+        str, StringConstraints(min_length=1, max_length=CONSUMPTION_REFERENCE_LENGTH_MAX)
+    ] = Field(
+        description="the caller's id for this use: one charge per reference and company "
+        "(a retry with the same body is answered with the first charge, another body is 409)"
+    )
+
+    def to_command(self, company_id: str, *, actor: str) -> ConsumeFeature:
+        return ConsumeFeature(
+            company_id=company_id,
+            feature=self.feature,
+            units=self.units,
+            reference=self.reference,
+            actor=actor,
+            idempotency_key=consumption_key(self.reference),
+        )
 
 
 class HoldIn(Request):

@@ -180,5 +180,9 @@ class Tokens:
     def tenant(self, company: str) -> dict[str, str]:
         return self._header(company, ["billing.view"], f"user@{company}")
 
+    def sender(self, company: str | None = None) -> dict[str, str]:
+        """An upstream service (``billing.usage``), for any company or bound to one."""
+        return self._header(company, ["billing.usage"], "sender-svc")
+
     def operator(self, subject: str = "operator@platform") -> dict[str, str]:
         return self._header(None, ["billing.manage"], subject)

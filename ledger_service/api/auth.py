@@ -39,8 +39,9 @@ class Principal:
     def can_see(self, company_id: str) -> bool:
         return self.is_operator or (SCOPE_VIEW in self.scopes and self.company_id == company_id)
 
-    def can_hold(self, company_id: str) -> bool:
-        """Place and release holds: operators, and senders for any company (or their own)."""
+    def can_spend(self, company_id: str) -> bool:
+        """Spend from a wallet (place and release holds, consume features): operators, and
+        upstream services (``billing.usage``) for any company, or their own when bound to one."""
         return self.is_operator or (
             SCOPE_USAGE in self.scopes and self.company_id in (None, company_id)
         )

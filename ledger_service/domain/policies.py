@@ -153,22 +153,35 @@ class AutoTopup:
 
 @dataclass(frozen=True, slots=True)
 class SpendingCap:
-    """A category's daily cap: reached when today's units or amount reach either limit."""
+    """A category's daily cap: reached when today's units or amount reach either limit.
+    Message usage is a fact and is never refused, so a cap only alerts and flags; a ``hard``
+    cap also refuses synchronous consumption (``domain.consumption``) that would pass it."""
 
     units: int | None = None
     amount: Decimal | None = None
+    hard: bool = False
 
     def reached(self, units: int, amount: Decimal) -> bool:
         return (self.units is not None and units >= self.units) or (
             self.amount is not None and amount >= self.amount
         )
 
+    def passed(self, units: int, amount: Decimal) -> bool:
+        """Whether a day with these totals went beyond the cap (reaching it is allowed)."""
+        return (self.units is not None and units > self.units) or (
+            self.amount is not None and amount > self.amount
+        )
+
     def as_dict(self) -> dict[str, object]:
-        return {"units": self.units, "amount": self.amount}
+        """The stored shape: ``hard`` only when set, so a soft cap stores what it always did."""
+        stored: dict[str, object] = {"units": self.units, "amount": self.amount}
+        if self.hard:
+            stored["hard"] = True
+        return stored
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpendingCap:
-        return cls(data["units"], data["amount"])
+        return cls(data["units"], data["amount"], bool(data.get("hard", False)))
 
 
 def check_alert_settings(
@@ -225,8 +238,8 @@ def check_percent(value: object, field: str) -> Decimal:
 
 
 def check_spending_caps(caps: object) -> dict[str, SpendingCap]:
-    """``{category: {"units": int | None, "amount": Decimal | None}}``, at least one of the two
-    set per category, sorted by category; an empty mapping removes every cap."""
+    """``{category: {"units": int | None, "amount": Decimal | None, "hard": bool}}``, units or
+    amount set per category, sorted by category; an empty mapping removes every cap."""
     if not isinstance(caps, dict):
         raise InvalidArgument("spending_caps must map category to {units, amount}")
     if len(caps) > SPENDING_CAP_CATEGORIES_MAX:
@@ -234,8 +247,8 @@ def check_spending_caps(caps: object) -> dict[str, SpendingCap]:
     checked: dict[str, SpendingCap] = {}
     for category, cap in sorted(caps.items()):
         check_key(category, "spending cap category")
-        if not isinstance(cap, dict) or set(cap) - {"units", "amount"}:
-            raise InvalidArgument(f"spending cap of {category} takes units and/or amount")
+        if not isinstance(cap, dict) or set(cap) - {"units", "amount", "hard"}:
+            raise InvalidArgument(f"spending cap of {category} takes units and/or amount, hard")
         units, amount = cap.get("units"), cap.get("amount")
         if units is None and amount is None:
             raise InvalidArgument(f"spending cap of {category} needs units or amount")
@@ -248,6 +261,7 @@ def check_spending_caps(caps: object) -> dict[str, SpendingCap]:
             None
             if amount is None
             else parse_amount(amount, field=f"spending_caps[{category}].amount", allow_zero=False),
+            _flag(cap.get("hard", False), f"spending_caps[{category}].hard"),
         )
     return checked
 

@@ -306,8 +306,8 @@ class Wallet(Aggregate):
         amount: Decimal,
         *,
         usage_reference: str,
-        sender_id: str,
-        conversation_id: str,
+        sender_id: str | None,
+        conversation_id: str | None,
         category: str,
         units: int,
         unit_price: Decimal,
@@ -315,8 +315,11 @@ class Wallet(Aggregate):
         at: datetime | None = None,
     ) -> DebitSplit:
         """Deduct priced usage. Never refused for lack of funds: beyond credit it is overage.
-        ``at``: when it was used (daily caps and the burn window count it then); default now."""
-        self.check_sender_linked(sender_id)
+        ``at``: when it was used (daily caps and the burn window count it then); default now.
+        ``sender_id`` None: not a message but a feature consumed through the API
+        (``domain.consumption``, which does its own refusing)."""
+        if sender_id is not None:
+            self.check_sender_linked(sender_id)
         amount = parse_amount(amount)
         split = split_debit(
             amount,

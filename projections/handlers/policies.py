@@ -62,13 +62,15 @@ def default_policies_json() -> str:
 
 def read_policies(policies_json: str) -> dict[str, Any]:
     """A row's policies, each section completed with the keys added to it since the row was
-    written (a row from before ``alerts.renotify`` reads as ``per_crossing``, which is what
-    its wallet does, until a replay rewrites it)."""
+    written (a row from before ``alerts.renotify`` reads as ``per_crossing``, a cap from
+    before ``hard`` as soft, which is what its wallet does, until a replay rewrites it)."""
     policies: dict[str, Any] = json.loads(policies_json)
     for section, defaults in default_policies().items():
         stored = policies.get(section)
-        if isinstance(stored, dict) and defaults and section != "spending_caps":
+        if isinstance(stored, dict) and defaults:
             policies[section] = defaults | stored
+    for cap in policies.get("spending_caps", {}).values():
+        cap.setdefault("hard", False)
     return policies
 
 
@@ -113,7 +115,11 @@ def spending_caps_changed(
     b: BatchBuilder, position: int, event: wallet_events.SpendingCapsChanged
 ) -> None:
     caps = {
-        category: {"units": cap["units"], "amount": _amount(cap["amount"])}
+        category: {
+            "units": cap["units"],
+            "amount": _amount(cap["amount"]),
+            "hard": cap.get("hard", False),
+        }
         for category, cap in event.caps.items()
     }
     _set_policy(b, position, event, "spending_caps", caps)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ledger_service.domain import entries, wallet_events
+from ledger_service.domain.consumption import NO_SENDER
 from ledger_service.domain.policies import CycleAnchor
 from ledger_service.domain.wallet import Wallet
 from projections.handlers import HandlerTable
@@ -155,8 +156,9 @@ def debited(b: BatchBuilder, position: int, event: entries.Debited) -> None:
             event.unit_price, event.actor, event.timestamp, granted,
         )
     )  # fmt: skip
-    if event.sender_id is not None and event.category is not None:
-        usage = b.usage_row(row.company_id, event.sender_id, event.category, event.timestamp)
+    if event.category is not None:  # usage: a message, or a feature consumed (no sender)
+        sender = NO_SENDER if event.sender_id is None else event.sender_id
+        usage = b.usage_row(row.company_id, sender, event.category, event.timestamp)
         usage.billable_count += 1
         usage.units += event.units
         usage.amount += event.amount

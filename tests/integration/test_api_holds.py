@@ -43,7 +43,7 @@ D = Decimal
 
 
 def sender_token(tokens: Tokens, company: str | None = None) -> dict[str, str]:
-    return tokens._header(company, ["billing.usage"], "sender-svc")
+    return tokens.sender(company)
 
 
 def body(company: str, reference: str, units: int = 2, **extra: Any) -> dict[str, Any]:

@@ -442,7 +442,8 @@ async def test_authorization_answers_match_balances_and_caps(
     wallet = (await api.get(f"/v1/wallets/{company_id}", headers=tenant)).json()
     assert wallet["blocked_categories"] == ["marketing"]
     assert wallet["alerts_active"] == ["low_balance_warning"]
-    assert wallet["policies"]["spending_caps"] == {"marketing": {"units": 2, "amount": None}}
+    caps = wallet["policies"]["spending_caps"]
+    assert caps == {"marketing": {"units": 2, "amount": None, "hard": False}}
     assert wallet["policies"]["cycle"] == {
         "anchor_day": 3, "anchor_time": "09:00", "time_zone": "Europe/Berlin",
     }  # fmt: skip

@@ -67,7 +67,8 @@ def test_a_spending_cap_blocks_its_category_for_the_day_without_an_active_alert(
     *_, reached = log.record(wallet)
     assert reached.alert == SPENDING_CAP_REACHED
     row = log.wallet(wallet)
-    assert json.loads(row.policies)["spending_caps"] == {"marketing": {"units": 2, "amount": None}}
+    caps = json.loads(row.policies)["spending_caps"]
+    assert caps == {"marketing": {"units": 2, "amount": None, "hard": False}}
     assert json.loads(row.blocked) == {"marketing": reached.day}
     assert row.alerts_active == []
     [alert] = log.builder.alerts

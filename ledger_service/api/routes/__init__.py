@@ -18,6 +18,7 @@ from ledger_service.api.routes import (
     adjustments,
     admin,
     companies,
+    consumption,
     grants,
     history,
     holds,
@@ -39,6 +40,7 @@ RESOURCE_ROUTERS = tuple(
     for r in (
         holds,
         wallets,
+        consumption,
         history,
         topups,
         payments,

@@ -89,9 +89,16 @@ async def operator(caller: Annotated[Principal, Depends(principal)]) -> Principa
 
 
 async def sender(caller: Annotated[Principal, Depends(principal)]) -> Principal:
-    """The caller, provided it may place holds (``billing.usage`` or ``billing.manage``)."""
+    """The caller, provided it may spend: place holds, consume (``billing.usage`` or
+    ``billing.manage``)."""
     require_usage(caller)
     return caller
+
+
+def may_spend(caller: Principal, company_id: str) -> None:
+    """A sender token bound to one company sees no other (as a tenant does not)."""
+    if not caller.can_spend(company_id):
+        raise wallet_not_found(company_id)
 
 
 State = Annotated[ApiState, Depends(api_state)]

@@ -20,7 +20,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from ledger_service.api.auth import Principal
 from ledger_service.api.routes.dependencies import (
     Caller,
     CompanyPath,
@@ -29,6 +28,7 @@ from ledger_service.api.routes.dependencies import (
     Sender,
     State,
     fresh,
+    may_spend,
     see,
     wallet_not_found,
     write,
@@ -42,12 +42,6 @@ router = APIRouter()
 HOLDS_LISTED_MAX = 1000
 
 
-def _may_hold(caller: Principal, company_id: str) -> None:
-    """A sender token bound to one company sees no other (as a tenant does not)."""
-    if not caller.can_hold(company_id):
-        raise wallet_not_found(company_id)
-
-
 @router.post("/wallets/{company_id}/holds", status_code=201, tags=["sender"])
 async def place_hold(
     company_id: CompanyPath,
@@ -57,7 +51,7 @@ async def place_hold(
     idempotency_key: IdempotencyKey = None,
 ) -> HoldOut:
     """Reserve the rate-card price of ``units`` of ``category`` until ``ttl_s`` from now."""
-    _may_hold(caller, company_id)
+    may_spend(caller, company_id)
     key = idempotency_key or f"hold:{body.reference}"
     command = body.to_command(company_id, actor=caller.subject, idempotency_key=key)
     if state.holds is not None:
@@ -76,7 +70,7 @@ async def list_holds(
     limit: Annotated[int, Query(ge=1, le=HOLDS_LISTED_MAX)] = 100,
 ) -> list[HoldOut]:
     """The active holds, soonest to expire first (scope billing.view, own company)."""
-    if not caller.can_hold(company_id):
+    if not caller.can_spend(company_id):
         see(caller, company_id)
     reads = await fresh(state, min_position)
     wallet = await reads.wallet(company_id, None)
@@ -110,7 +104,7 @@ async def release_hold(
     idempotency_key: IdempotencyKey = None,
 ) -> HoldOut:
     """Release an active hold now (its message will not be sent)."""
-    _may_hold(caller, company_id)
+    may_spend(caller, company_id)
     command = ReleaseHold(
         company_id=company_id,
         hold_id=hold_id,

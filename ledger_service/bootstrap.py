@@ -150,6 +150,8 @@ def build_ledger(
     ledger.topup_tax_percent = settings.topup_tax_percent
     ledger.topup_fee_percent = settings.topup_fee_percent
     ledger.topup_minimums = dict(settings.topup_minimums)
+    ledger.transfer_commission_rate = settings.transfer_commission_rate
+    ledger.transfer_agency_company_id = settings.transfer_agency_company
     ledger.payment_provider = payment_provider(settings)
     return ledger
 

@@ -93,6 +93,19 @@ class Settings(BaseSettings):
         description='smallest top-up per currency, JSON: {"USD": "10", "INR": "500"}',
     )
 
+    # -- tenant transfers (gifts) -----------------------------------------------------------
+    transfer_commission_rate: Decimal = Field(
+        default=Decimal(0), ge=0, lt=1, max_digits=9, decimal_places=6,
+        description="commission on a tenant's transfer, as a fraction (0.05: 5%), kept from "
+        "what the receiver gets",
+    )  # fmt: skip
+    transfer_agency_company: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+        description="the company whose wallet is paid the commission of tenant transfers "
+        "(unset: it stays in the commissions account)",
+    )
+
     # -- payments (card top-ups) -----------------------------------------------------------
     payments_provider: Literal["mock", "stripe", "none"] = Field(
         default="mock",

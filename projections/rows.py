@@ -168,6 +168,8 @@ class TransferRow(NamedTuple):
     note: str
     actor: str
     occurred_at: datetime
+    gift_type: str | None
+    message: str
 
 
 class HoldRow(NamedTuple):

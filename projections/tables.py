@@ -242,6 +242,9 @@ CREATE TABLE IF NOT EXISTS {s}.rm_transfers (
     actor text NOT NULL,
     occurred_at timestamptz NOT NULL
 );
+-- Gifts came with tenant transfers (operators' transfers carry none).
+ALTER TABLE {s}.rm_transfers ADD COLUMN IF NOT EXISTS gift_type text,
+    ADD COLUMN IF NOT EXISTS message text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS rm_transfers_from ON {s}.rm_transfers (from_company_id, position DESC);
 CREATE INDEX IF NOT EXISTS rm_transfers_to ON {s}.rm_transfers (to_company_id, position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_account_totals (

@@ -395,6 +395,8 @@ class TransferOut(BaseModel):
     amount: str
     commission: str
     net_amount: str
+    gift_type: str | None = None
+    message: str = ""
     position: int | None
 
 
@@ -478,6 +480,8 @@ class TransferRecordOut(BaseModel):
     commission: str
     net_amount: str = Field(description="given to the receiver: amount - commission")
     note: str
+    gift_type: str | None = Field(description="tenant transfers: what the gift is")
+    message: str = Field(description="tenant transfers: the sender's message")
     actor: str
     occurred_at: datetime
     position: int

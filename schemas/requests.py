@@ -27,7 +27,9 @@ from ledger_service.domain.policies import (
     auto_topup_from,
     check_spending_caps,
     cycle_anchor_from,
+    transfer_policy_from,
 )
+from ledger_service.domain.transfer import GIFT_MESSAGE_LENGTH_MAX
 from ledger_service.domain.wallet import PoolMode
 from ledger_service.service.adjustments import RejectAdjustment, RequestAdjustment
 from ledger_service.service.consumption import (
@@ -40,7 +42,7 @@ from ledger_service.service.holds import PlaceHold
 from ledger_service.service.packs import DefinePack
 from ledger_service.service.refunds import RefundUsage
 from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
-from ledger_service.service.transfers import TransferMoney
+from ledger_service.service.transfers import SendTransfer, TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
 from schemas.api import Currency, Key, Money, Text
 
@@ -120,6 +122,12 @@ class OpenWalletIn(Request):
         )
 
 
+class TransfersIn(Request):
+    daily_limit: Money | None = Field(
+        None, description="the most tenant transfers may send per day; null: no limit"
+    )
+
+
 class ConfigureWalletIn(Request):
     postpaid_limit: Money | None = None
     included_quota: Money | None = None
@@ -135,6 +143,7 @@ class ConfigureWalletIn(Request):
         description='tax added to top-up invoices, in percent (e.g. "18"), instead of the '
         "service's LEDGER_TOPUP_TAX_PERCENT",
     )
+    transfers: TransfersIn | None = None
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> ConfigureWallet:
         """Sections travel as plain mappings (their defaults filled in here) into the
@@ -155,6 +164,9 @@ class ConfigureWalletIn(Request):
             ),
             cycle=None if self.cycle is None else cycle_anchor_from(self.cycle.model_dump()),
             tax_percent=_optional_decimal(self.tax_percent),
+            transfers=None
+            if self.transfers is None
+            else transfer_policy_from(self.transfers.model_dump()),
             actor=actor,
             idempotency_key=idempotency_key,
         )
@@ -374,6 +386,24 @@ class RefundIn(Request):
             usage_source=self.usage.source,
             usage_id=self.usage.id,
             reason=self.reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+
+
+class GiftIn(Request):
+    to_company_id: Key
+    amount: Money
+    gift_type: Key | None = Field(None, description="what the gift is, e.g. diamonds or rose")
+    message: Annotated[str, StringConstraints(max_length=GIFT_MESSAGE_LENGTH_MAX)] = ""
+
+    def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> SendTransfer:
+        return SendTransfer(
+            from_company_id=company_id,
+            to_company_id=self.to_company_id,
+            amount=Decimal(self.amount),
+            gift_type=self.gift_type,
+            message=self.message,
             actor=actor,
             idempotency_key=idempotency_key,
         )

@@ -4,7 +4,8 @@ Tokens carry ``sub`` (who), ``company_id`` (whose data a tenant may see) and ``s
 (a list, or a space-separated string as in OAuth). ``billing.view`` lets a tenant read and
 request top-ups for its own company only; ``billing.manage`` is the operator scope and reaches
 every company. ``billing.usage`` is the scope of the upstream messaging services: they place and
-release holds, for every company or (with ``company_id``) for one. A tenant naming another
+release holds, for every company or (with ``company_id``) for one. ``billing.transfer`` lets a
+tenant send transfers (gifts) from its own company's wallet. A tenant naming another
 company gets 404 as if it did not exist: a 403 would tell
 it that the company is a customer.
 """
@@ -23,6 +24,7 @@ ALGORITHM = "HS256"
 SCOPE_VIEW = "billing.view"
 SCOPE_MANAGE = "billing.manage"
 SCOPE_USAGE = "billing.usage"
+SCOPE_TRANSFER = "billing.transfer"
 LEEWAY_S = 30
 
 
@@ -45,6 +47,11 @@ class Principal:
         return self.is_operator or (
             SCOPE_USAGE in self.scopes and self.company_id in (None, company_id)
         )
+
+    def can_transfer_from(self, company_id: str) -> bool:
+        """Send a transfer from ``company_id``'s wallet: operators, and that company's
+        tenants holding ``billing.transfer``."""
+        return self.is_operator or (SCOPE_TRANSFER in self.scopes and self.company_id == company_id)
 
 
 def mint_token(
@@ -136,6 +143,11 @@ def require_view(principal: Principal) -> None:
 def require_usage(principal: Principal) -> None:
     if not (principal.is_operator or SCOPE_USAGE in principal.scopes):
         raise ApiError(403, "INSUFFICIENT_SCOPE", f"needs scope {SCOPE_USAGE} or {SCOPE_MANAGE}")
+
+
+def require_transfer(principal: Principal) -> None:
+    if not (principal.is_operator or SCOPE_TRANSFER in principal.scopes):
+        raise ApiError(403, "INSUFFICIENT_SCOPE", f"needs scope {SCOPE_TRANSFER} or {SCOPE_MANAGE}")
 
 
 def require_manage(principal: Principal) -> None:

@@ -30,7 +30,7 @@ from schemas.api import KEY_PATTERN
 from schemas.requests import ConfigureWalletIn, SenderIn
 
 router = APIRouter()
-POLICY_SECTIONS = ("alerts", "auto_topup", "spending_caps", "cycle")
+POLICY_SECTIONS = ("alerts", "auto_topup", "spending_caps", "cycle", "transfers")
 RATE_CARD_LINES_MAX = 200
 
 

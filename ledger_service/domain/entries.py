@@ -79,10 +79,12 @@ class Debited(Aggregate.Event):
 
     def apply(self, aggregate: Any) -> None:
         # Called by the library right after ``Wallet._debited`` with the event in hand: daily
-        # caps and the burn window need the event's own time, and must follow from the event
-        # on replay exactly as they did live.
+        # caps, the burn window and today's transfers need the event's own time, and must
+        # follow from the event on replay exactly as they did live.
         if self.kind == DebitKind.USAGE and self.category is not None:
             aggregate._track_spending(self.timestamp, self.category, self.units, self.amount)
+        elif self.kind == DebitKind.TRANSFER:
+            aggregate._track_transfer(self.timestamp, self.amount)
 
 
 @dataclass(frozen=True, slots=True)

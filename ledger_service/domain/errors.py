@@ -34,6 +34,12 @@ class InsufficientFunds(LedgerError):
     code = "INSUFFICIENT_FUNDS"
 
 
+class TransferLimitReached(LedgerError):
+    """A tenant transfer beyond what its wallet may send today (its daily transfer limit)."""
+
+    code = "TRANSFER_LIMIT_REACHED"
+
+
 class InvalidTransition(LedgerError):
     code = "INVALID_TRANSITION"
 

@@ -184,6 +184,13 @@ class SpendingCap:
         return cls(data["units"], data["amount"], bool(data.get("hard", False)))
 
 
+@dataclass(frozen=True, slots=True)
+class TransferPolicy:
+    """How much tenant transfers may send from the wallet per day (None: no limit)."""
+
+    daily_limit: Decimal | None = None
+
+
 def check_alert_settings(
     low_balance_threshold: object,
     low_balance_percent: object,
@@ -296,6 +303,7 @@ ALERT_SECTION_FIELDS = frozenset(
 )
 AUTO_TOPUP_SECTION_FIELDS = frozenset({"enabled", "trigger_balance", "amount", "auto_approve"})
 CYCLE_SECTION_FIELDS = frozenset({"anchor_day", "anchor_time", "time_zone"})
+TRANSFER_SECTION_FIELDS = frozenset({"daily_limit"})
 AUTO_TOPUP_SECTION_ENABLED_DEFAULT = True
 
 
@@ -328,6 +336,14 @@ def cycle_anchor_from(section: Mapping[str, object]) -> CycleAnchor:
         section.get("anchor_day", default.day),
         section.get("anchor_time", default.at),
         section.get("time_zone", default.time_zone),
+    )
+
+
+def transfer_policy_from(section: Mapping[str, object]) -> TransferPolicy:
+    _check_fields(section, TRANSFER_SECTION_FIELDS)
+    limit = section.get("daily_limit")
+    return TransferPolicy(
+        None if limit is None else parse_amount(limit, field="transfers.daily_limit")
     )
 
 

@@ -38,6 +38,7 @@ from ledger_service.domain import wallet_grants as grants
 from ledger_service.domain import wallet_holds as holds
 from ledger_service.domain import wallet_policies as policies
 from ledger_service.domain import wallet_setup as setup
+from ledger_service.domain import wallet_transfers as transfers
 from ledger_service.domain.chain import GENESIS_HASH, entry_hash
 from ledger_service.domain.entries import (
     CreditBucket,
@@ -74,6 +75,7 @@ class Wallet(Aggregate):
     PostpaidLimitChanged = wallet_events.PostpaidLimitChanged
     RateCardChanged = wallet_events.RateCardChanged
     TaxRateChanged = wallet_events.TaxRateChanged
+    TransferLimitChanged = wallet_events.TransferLimitChanged
     IncludedQuotaChanged = wallet_events.IncludedQuotaChanged
     FailedUsageRecorded = wallet_events.FailedUsageRecorded
     AlertSettingsChanged = wallet_events.AlertSettingsChanged
@@ -91,15 +93,17 @@ class Wallet(Aggregate):
 
     # Snapshots: version 2 added policies (cycles, alerts, caps, auto top-up) as plain dicts,
     # version 3 holds them as typed values, version 4 added grants, version 5 holds, version 6
-    # a tax rate, version 7 the warnings given this cycle. Older snapshots are upcast (events
-    # version themselves: ``wallet_events``).
-    class_version = 7
+    # a tax rate, version 7 the warnings given this cycle, version 8 the daily transfer limit
+    # and what was sent today. Older snapshots are upcast (events version themselves:
+    # ``wallet_events``).
+    class_version = 8
     upcast_v1_v2 = staticmethod(policies.upcast_v1_v2)
     upcast_v2_v3 = staticmethod(policies.upcast_v2_v3)
     upcast_v3_v4 = staticmethod(policies.upcast_v3_v4)
     upcast_v4_v5 = staticmethod(policies.upcast_v4_v5)
     upcast_v5_v6 = staticmethod(policies.upcast_v5_v6)
     upcast_v6_v7 = staticmethod(policies.upcast_v6_v7)
+    upcast_v7_v8 = staticmethod(transfers.upcast_v7_v8)
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -156,6 +160,12 @@ class Wallet(Aggregate):
         self.rate_card = dict(rate_card)
         self.tax_percent: Decimal | None = None
         """Tax on this wallet's top-up invoices, in percent; None: the service's default."""
+        self.transfer_limit: Decimal | None = None
+        """The most tenant transfers may send per day (None: no limit); see wallet_transfers."""
+        self.transfer_day = ""
+        """The day (wallet time zone) ``transferred_today`` counts; empty before any transfer."""
+        self.transfer_day_ends_at: datetime | None = None
+        self.transferred_today = ZERO
         self.senders: set[str] = set()
         self.included = ZERO
         self.prepaid = ZERO
@@ -426,6 +436,13 @@ class Wallet(Aggregate):
         self.overage_total += split["overage"]
         if len(split) > 4:  # grant parts besides included, prepaid, postpaid, overage
             grants.apply_grant_parts(self, split, -1)
+
+    # -- transfer limits, written in wallet_transfers.py -----------------------------------
+
+    change_transfer_limit = transfers.change_transfer_limit
+    _transfer_limit_changed = transfers._transfer_limit_changed
+    check_transfer_allowance = transfers.check_transfer_allowance
+    _track_transfer = transfers._track_transfer
 
     # -- credit grants, written in wallet_grants.py -----------------------------------------
 

@@ -57,6 +57,13 @@ class TaxRateChanged(Aggregate.Event):
     actor: str
 
 
+class TransferLimitChanged(Aggregate.Event):
+    """The most this wallet may send by tenant transfers per day (None: no limit)."""
+
+    daily_limit: Decimal | None
+    actor: str
+
+
 class RateCardChanged(Aggregate.Event):
     rate_card: dict[str, Decimal]
     actor: str

@@ -119,6 +119,10 @@ class LedgerApplication(Application[UUID]):
     """Tax and platform fee on top-up invoices, in percent of the amount (the settings)."""
     topup_minimums: dict[str, Decimal] = {}
     """Currency -> the smallest top-up accepted."""
+    transfer_commission_rate = Decimal(0)
+    """The commission on tenant transfers, a fraction (the setting)."""
+    transfer_agency_company_id: str | None = None
+    """Whose wallet is paid tenant transfers' commission (None: the commissions account)."""
     payment_provider: PaymentProvider | None = None
     """Opens card checkouts (set by the composition root); None: invoice top-ups only."""
 
@@ -143,6 +147,7 @@ class LedgerApplication(Application[UUID]):
     define_pack = command_method(packs.DefinePack)
     retire_pack = command_method(packs.RetirePack)
     transfer = command_method(transfers.TransferMoney)
+    send_transfer = command_method(transfers.SendTransfer)
     request_adjustment = command_method(adjustments.RequestAdjustment)
     approve_adjustment = command_method(adjustments.ApproveAdjustment)
     reject_adjustment = command_method(adjustments.RejectAdjustment)

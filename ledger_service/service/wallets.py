@@ -19,10 +19,12 @@ from ledger_service.domain.policies import (
     AutoTopup,
     CycleAnchor,
     SpendingCap,
+    TransferPolicy,
     alert_settings_from,
     auto_topup_from,
     check_spending_caps,
     cycle_anchor_from,
+    transfer_policy_from,
 )
 from ledger_service.domain.topup import check_text
 from ledger_service.domain.wallet import CreditBucket, CreditKind, PoolMode, Wallet
@@ -157,8 +159,8 @@ class ConfigureWallet(Command[WalletChanged]):
     request-shaped mappings (``alerts``: ``low_balance_threshold``, ``low_balance_percent``,
     ``burn_limit_24h``, ``renotify``; ``auto_topup``: ``enabled``, ``trigger_balance``, ``amount``,
     ``auto_approve``; ``spending_caps``: category -> ``units`` and/or ``amount`` per day;
-    ``cycle``: ``anchor_day``, ``anchor_time``, ``time_zone``), which the domain validates and
-    completes with its defaults on construction."""
+    ``cycle``: ``anchor_day``, ``anchor_time``, ``time_zone``; ``transfers``: ``daily_limit``),
+    which the domain validates and completes with its defaults on construction."""
 
     name: ClassVar[str] = "configure_wallet"
     fingerprint_omits: ClassVar[frozenset[str]] = frozenset({"company_id"})
@@ -174,12 +176,14 @@ class ConfigureWallet(Command[WalletChanged]):
     cycle: CycleAnchor | None = None
     tax_percent: Decimal | None = None
     """The tax on this wallet's top-ups, in percent (instead of the service's)."""
+    transfers: TransferPolicy | None = None
+    """``daily_limit``: the most tenant transfers may send per day (null: no limit)."""
 
     def __post_init__(self) -> None:
         changes = (
             self.postpaid_limit, self.included_quota, self.rate_card, self.alerts, self.tax_percent
         )  # fmt: skip
-        policies = (self.auto_topup, self.spending_caps, self.cycle)
+        policies = (self.auto_topup, self.spending_caps, self.cycle, self.transfers)
         if all(change is None for change in (*changes, *policies)):
             raise InvalidArgument("nothing to change")
         for name in ("postpaid_limit", "included_quota", "tax_percent"):
@@ -189,6 +193,7 @@ class ConfigureWallet(Command[WalletChanged]):
         _typed_section(self, "alerts", AlertSettings, alert_settings_from)
         _typed_section(self, "auto_topup", AutoTopup, auto_topup_from)
         _typed_section(self, "cycle", CycleAnchor, cycle_anchor_from)
+        _typed_section(self, "transfers", TransferPolicy, transfer_policy_from)
         caps = self.spending_caps
         if caps is not None and not all(isinstance(c, SpendingCap) for c in caps.values()):
             set_field(self, "spending_caps", check_spending_caps(dict(caps)))
@@ -207,6 +212,9 @@ class ConfigureWallet(Command[WalletChanged]):
         )
         if fields["tax_percent"] is None:  # keys recorded before it existed still replay
             del fields["tax_percent"]
+        del fields["transfers"]
+        if self.transfers is not None:  # (likewise)
+            fields["transfers"] = asdict(self.transfers)
         cycle = self.cycle
         fields["cycle"] = None if cycle is None else {
             "anchor_day": cycle.day, "anchor_time": cycle.at, "time_zone": cycle.time_zone
@@ -239,6 +247,8 @@ class ConfigureWallet(Command[WalletChanged]):
             wallet.change_spending_caps(caps, actor=self.actor)
         if self.cycle is not None:
             wallet.change_cycle_anchor(self.cycle, actor=self.actor)
+        if self.transfers is not None:
+            wallet.change_transfer_limit(self.transfers.daily_limit, actor=self.actor)
 
 
 def _typed_section(

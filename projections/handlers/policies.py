@@ -53,6 +53,7 @@ def default_policies() -> dict[str, Any]:
             "anchor_time": anchor.at,
             "time_zone": anchor.time_zone,
         },
+        "transfers": {"daily_limit": None},
     }
 
 
@@ -67,7 +68,9 @@ def read_policies(policies_json: str) -> dict[str, Any]:
     policies: dict[str, Any] = json.loads(policies_json)
     for section, defaults in default_policies().items():
         stored = policies.get(section)
-        if isinstance(stored, dict) and defaults:
+        if stored is None:
+            policies[section] = defaults
+        elif isinstance(stored, dict) and defaults:
             policies[section] = defaults | stored
     for cap in policies.get("spending_caps", {}).values():
         cap.setdefault("hard", False)
@@ -123,6 +126,13 @@ def spending_caps_changed(
         for category, cap in event.caps.items()
     }
     _set_policy(b, position, event, "spending_caps", caps)
+
+
+@POLICIES.on(Wallet.TransferLimitChanged)
+def transfer_limit_changed(
+    b: BatchBuilder, position: int, event: wallet_events.TransferLimitChanged
+) -> None:
+    _set_policy(b, position, event, "transfers", {"daily_limit": _amount(event.daily_limit)})
 
 
 @POLICIES.on(Wallet.CycleAnchorChanged)

@@ -31,5 +31,7 @@ def completed(b: BatchBuilder, position: int, event: Transfer.Completed) -> None
             note=event.note,
             actor=event.actor,
             occurred_at=event.timestamp,
+            gift_type=event.gift_type,
+            message=event.message,
         )
     )

@@ -1,4 +1,5 @@
-"""Transfers of prepaid money between companies (operators): make one, list them."""
+"""Transfers of prepaid money between companies: an operator's (make one, list them) and a
+tenant's from its own wallet (a gift, scope ``billing.transfer``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from ledger_service.api.auth import require_transfer
 from ledger_service.api.routes.dependencies import (
+    Caller,
+    CompanyPath,
     Cursor,
     IdempotencyKey,
     Limit,
@@ -18,12 +22,13 @@ from ledger_service.api.routes.dependencies import (
     fresh,
     key,
     page,
+    wallet_not_found,
     write,
 )
 from ledger_service.domain.money import format_amount
 from projections.queries import EntryFilters
 from schemas.api import KEY_PATTERN, TransferOut, TransferRecordOut, TransfersPage, TransferTotals
-from schemas.requests import TransferIn
+from schemas.requests import GiftIn, TransferIn
 
 router = APIRouter()
 
@@ -42,6 +47,38 @@ async def transfer(
         amount=result["amount"],
         commission=result["commission"],
         net_amount=result["net_amount"],
+        position=result["position"],
+    )
+
+
+@router.post("/wallets/{company_id}/transfers", status_code=201, tags=["tenant"])
+async def send_transfer(
+    company_id: CompanyPath,
+    body: GiftIn,
+    state: State,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> TransferOut:
+    """Send prepaid money from your company's wallet to another company's, with an optional
+    gift type and message (scope billing.transfer, own company; operators for any): the
+    service's commission is kept from what the receiver gets, and the sender's daily transfer
+    limit applies (409 ``TRANSFER_LIMIT_REACHED``)."""
+    require_transfer(caller)
+    if not caller.can_transfer_from(company_id):
+        raise wallet_not_found(company_id)
+    command = body.to_command(
+        company_id, actor=caller.subject, idempotency_key=key(idempotency_key)
+    )
+    result = await write(state, command)
+    return TransferOut(
+        transfer_id=UUID(result["transfer_id"]),
+        from_company_id=company_id,
+        to_company_id=body.to_company_id,
+        amount=result["amount"],
+        commission=result["commission"],
+        net_amount=result["net_amount"],
+        gift_type=body.gift_type,
+        message=body.message,
         position=result["position"],
     )
 
@@ -78,7 +115,8 @@ def _record(row: Any) -> TransferRecordOut:
         id=row["transfer_id"], from_company_id=row["from_company_id"],
         to_company_id=row["to_company_id"], currency=row["currency"],
         amount=format_amount(row["amount"]), commission=format_amount(row["commission"]),
-        net_amount=format_amount(row["net_amount"]), note=row["note"], actor=row["actor"],
+        net_amount=format_amount(row["net_amount"]), note=row["note"],
+        gift_type=row["gift_type"], message=row["message"], actor=row["actor"],
         occurred_at=row["occurred_at"], position=row["position"],
     )  # fmt: skip
 

@@ -23,6 +23,7 @@ from ledger_service.api.routes.dependencies import ApiState
 from ledger_service.config import Settings
 from ledger_service.console.app import create_console
 from ledger_service.console.sign_in import ConsoleSigner
+from ledger_service.domain.risk import RiskRules
 from ledger_service.embedded import start_embedded_broker, start_embedded_postgres
 from ledger_service.follow import DATABASE_UNAVAILABLE, FollowLoop, Recoverable, Wakeup
 from ledger_service.ingestion.batch import UsageIngestor
@@ -150,6 +151,11 @@ def build_ledger(
     ledger.topup_tax_percent = settings.topup_tax_percent
     ledger.topup_fee_percent = settings.topup_fee_percent
     ledger.topup_minimums = dict(settings.topup_minimums)
+    ledger.risk_rules = RiskRules(
+        amount_max=dict(settings.risk_topup_amount_max),
+        requests_per_day_max=settings.risk_topups_per_day_max,
+        company_age_min_days=settings.risk_company_age_min_days,
+    )
     ledger.transfer_commission_rate = settings.transfer_commission_rate
     ledger.transfer_agency_company_id = settings.transfer_agency_company
     ledger.payment_provider = payment_provider(settings)

@@ -93,6 +93,21 @@ class Settings(BaseSettings):
         description='smallest top-up per currency, JSON: {"USD": "10", "INR": "500"}',
     )
 
+    # -- risk review of top-up requests ------------------------------------------------------
+    risk_topup_amount_max: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="hold for review a top-up above this amount, per currency, JSON: "
+        '{"USD": "5000"}',
+    )
+    risk_topups_per_day_max: int | None = Field(
+        default=None, ge=1,
+        description="hold for review a company's top-up requests beyond this many in 24 hours",
+    )  # fmt: skip
+    risk_company_age_min_days: int | None = Field(
+        default=None, ge=1,
+        description="hold for review the top-ups of a company whose wallet is younger than this",
+    )  # fmt: skip
+
     # -- tenant transfers (gifts) -----------------------------------------------------------
     transfer_commission_rate: Decimal = Field(
         default=Decimal(0), ge=0, lt=1, max_digits=9, decimal_places=6,

@@ -210,6 +210,10 @@ ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS tax numeric NOT NULL DEFAULT 
     ADD COLUMN IF NOT EXISTS bonus numeric NOT NULL DEFAULT 0;
 END IF;
 END $migrate$;
+-- The risk review came after: requests from before were never held.
+ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS review_rules text[] NOT NULL DEFAULT '{{}}',
+    ADD COLUMN IF NOT EXISTS released_by text,
+    ADD COLUMN IF NOT EXISTS released_at timestamptz;
 CREATE INDEX IF NOT EXISTS rm_topups_company ON {s}.rm_topups (company_id, created_position DESC);
 CREATE INDEX IF NOT EXISTS rm_topups_status ON {s}.rm_topups (status, created_position DESC);
 CREATE TABLE IF NOT EXISTS {s}.rm_payment_orders (

@@ -309,10 +309,22 @@ class WebhookOut(BaseModel):
     status: Literal["created", "succeeded", "failed", "expired", "needs_review"] | None = None
 
 
+TopupStatusName = Literal[
+    "pending", "invoiced", "completed", "rejected", "cancelled", "needs_review"
+]
+
+
 class TopupOut(BaseModel):
     id: UUID
     company_id: str
-    status: Literal["pending", "invoiced", "completed", "rejected", "cancelled"]
+    status: TopupStatusName = Field(
+        description="needs_review: held by the risk review (review_rules) for an operator"
+    )
+    review_rules: list[str] | None = Field(
+        default=None,
+        description="the risk rules that held it: amount_above_threshold, "
+        "too_many_requests_24h, new_company",
+    )
     amount: str | None = None
     """Credited to the wallet when paid."""
     tax: str | None = None

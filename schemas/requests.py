@@ -41,7 +41,13 @@ from ledger_service.service.grants import REFERENCE_LENGTH_MAX, IssueGrant
 from ledger_service.service.holds import PlaceHold
 from ledger_service.service.packs import DefinePack
 from ledger_service.service.refunds import RefundUsage
-from ledger_service.service.topups import CancelTopup, MarkTopupPaid, RejectTopup, RequestTopup
+from ledger_service.service.topups import (
+    CancelTopup,
+    MarkTopupPaid,
+    RejectTopup,
+    ReleaseTopup,
+    RequestTopup,
+)
 from ledger_service.service.transfers import SendTransfer, TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
 from schemas.api import Currency, Key, Money, Text
@@ -230,6 +236,15 @@ class RejectIn(Request):
     def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> RejectTopup:
         return RejectTopup(
             topup_id=topup_id, reason=self.reason, actor=actor, idempotency_key=idempotency_key
+        )
+
+
+class ReleaseIn(Request):
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> ReleaseTopup:
+        return ReleaseTopup(
+            topup_id=topup_id, note=self.note, actor=actor, idempotency_key=idempotency_key
         )
 
 

@@ -45,6 +45,7 @@ NOTICES = {
     "cancelled": "Top-up cancelled.",
     "approved": "Top-up approved: the invoice is issued.",
     "rejected": "Top-up rejected.",
+    "released": "Released: a card top-up is invoiced, an invoice request awaits approval.",
     "paid": "Marked paid: the wallet is credited.",
     "saved": "Saved: the wallet's settings are changed.",
     "replayed": "Replayed: the usage topic has the letter again; applied once its cause is fixed.",

@@ -1,5 +1,6 @@
-"""Operator pages: the top-up review queue and its actions (approve → invoice, reject with a
-reason, mark paid with the payment reference; cancel is shared with tenants)."""
+"""Operator pages: the top-up review queue and its actions (release a request the risk review
+held, approve → invoice, reject with a reason, mark paid with the payment reference; cancel is
+shared with tenants)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ from ledger_service.console.web import (
 )
 from ledger_service.service.topups import ApproveTopup
 from schemas.api import KEY_PATTERN
-from schemas.requests import MarkPaidIn, RejectIn
+from schemas.requests import MarkPaidIn, RejectIn, ReleaseIn
 
 router = APIRouter()
 PAGE_SIZE = 25
-Status = Literal["pending", "invoiced", "completed", "rejected", "cancelled", "all"]
-STATUSES = ("pending", "invoiced", "completed", "rejected", "cancelled", "all")
+Status = Literal["needs_review", "pending", "invoiced", "completed", "rejected", "cancelled", "all"]
+STATUSES = ("needs_review", "pending", "invoiced", "completed", "rejected", "cancelled", "all")
 
 
 @router.get("/ops/topups")
@@ -77,6 +78,16 @@ async def approve(request: Request, topup_id: UUID, session: OperatorViewer) -> 
     )
     result = await run(request, command)
     return _back(fields, "invoiced", result.get("position"), "approved")
+
+
+@router.post("/ops/topups/{topup_id}/release")
+async def release(request: Request, topup_id: UUID, session: OperatorViewer) -> RedirectResponse:
+    fields = await checked_form(request, session)
+    command = ReleaseIn().to_command(
+        topup_id, actor=session.subject, idempotency_key=form_key(fields)
+    )
+    result = await run(request, command)
+    return _back(fields, result["status"], result.get("position"), "released")
 
 
 @router.post("/ops/topups/{topup_id}/reject")

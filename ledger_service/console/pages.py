@@ -112,16 +112,18 @@ class TopupView:
     requested_by: str
     requested_at: datetime
     actions: tuple[str, ...]
+    review_rules: tuple[str, ...] = ()
 
 
 def topup_actions(status: str, *, operator: bool) -> tuple[str, ...]:
     """What the viewer may do next (the aggregate still has the last word)."""
     if operator:
         return {
+            "needs_review": ("release", "reject", "cancel"),
             "pending": ("approve", "reject", "cancel"),
             "invoiced": ("mark-paid", "cancel"),
         }.get(status, ())
-    return ("cancel",) if status == "pending" else ()
+    return ("cancel",) if status in ("pending", "needs_review") else ()
 
 
 def topup_view(row: Row, *, operator: bool) -> TopupView:
@@ -140,6 +142,7 @@ def topup_view(row: Row, *, operator: bool) -> TopupView:
         requested_by=row["requested_by"],
         requested_at=row["requested_at"],
         actions=topup_actions(row["status"], operator=operator),
+        review_rules=tuple(row["review_rules"] or ()),
     )
 
 

@@ -44,3 +44,8 @@ def invoice_claim_id(invoice_number: str) -> UUID:
 def console_sign_in_id(link_id: str) -> UUID:
     """The sign-in that used login link ``link_id``: a link can be used once."""
     return uuid5(_NAMESPACE, f"console-sign-in/{link_id}")
+
+
+def topup_velocity_id(company_id: str) -> UUID:
+    """The count of a company's recent top-up requests (risk review)."""
+    return uuid5(_NAMESPACE, f"topup-velocity/{company_id}")

@@ -5,6 +5,11 @@ Lifecycle::
     pending --approve--> invoiced --mark_paid--> completed
     pending --reject---> rejected
     pending | invoiced --cancel--> cancelled
+    pending --flag--> needs_review --release--> pending (invoice) | invoiced (card)
+                      needs_review --reject | cancel--> rejected | cancelled
+
+``flag`` is the risk review's (``domain.risk``), in the save that requests the top-up: the
+request waits, with the rules it broke, until an operator releases or rejects it.
 
 ``approve`` records ``Approved``, ``Invoiced`` (the invoice number is issued on approval) and,
 when the invoice carries tax or a fee, ``Priced`` (its lines, see ``invoice.py``; without it
@@ -40,6 +45,7 @@ class TopupStatus(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    NEEDS_REVIEW = "needs_review"
 
 
 class TopupRequest(Aggregate):
@@ -98,6 +104,19 @@ class TopupRequest(Aggregate):
     class Completed(Aggregate.Event):
         actor: str
 
+    class Flagged(Aggregate.Event):
+        """Held for review: the risk rules the request broke, and how it will be paid."""
+
+        rules: list[str]
+        payment_method: str
+        actor: str
+
+    class Released(Aggregate.Event):
+        """An operator let a flagged request go on."""
+
+        note: str
+        actor: str
+
     @classmethod
     def request(
         cls,
@@ -152,6 +171,9 @@ class TopupRequest(Aggregate):
         self.pack_bonus = ZERO
         self.lines = InvoiceLines(amount, ZERO, ZERO, ZERO, ZERO)
         """What the invoice charges; tax and fee are zero unless ``Priced`` says otherwise."""
+        self.review_rules: list[str] = []
+        """The risk rules that held it for review (empty: never held)."""
+        self.payment_method = "invoice"
 
     def check_status(self, action: str, *allowed: TopupStatus) -> None:
         if self.status not in allowed:
@@ -198,8 +220,30 @@ class TopupRequest(Aggregate):
     ) -> None:
         self.lines = InvoiceLines(credit, tax_percent, tax, fee_percent, fee)
 
+    def flag(self, *, rules: list[str], payment_method: str, actor: str) -> None:
+        self.check_status("hold for review", TopupStatus.PENDING)
+        if not rules:
+            raise InvalidArgument("a request is held for review by at least one rule")
+        self._flagged(rules=list(rules), payment_method=payment_method, actor=actor)
+
+    @event(Flagged)
+    def _flagged(self, rules: list[str], payment_method: str, actor: str) -> None:
+        self.status = TopupStatus.NEEDS_REVIEW
+        self.review_rules = rules
+        self.payment_method = payment_method
+
+    def release(self, *, note: str, actor: str) -> None:
+        """Back to ``pending``; the caller invoices a card request at once (as its request
+        would have) in the same save."""
+        self.check_status("release", TopupStatus.NEEDS_REVIEW)
+        self._released(note=check_text(note, "note", NOTE_LENGTH_MAX), actor=actor)
+
+    @event(Released)
+    def _released(self, note: str, actor: str) -> None:
+        self.status = TopupStatus.PENDING
+
     def reject(self, *, reason: str, actor: str) -> None:
-        self.check_status("reject", TopupStatus.PENDING)
+        self.check_status("reject", TopupStatus.PENDING, TopupStatus.NEEDS_REVIEW)
         self._rejected(
             reason=check_text(reason, "reason", REASON_LENGTH_MAX, required=True), actor=actor
         )
@@ -209,7 +253,9 @@ class TopupRequest(Aggregate):
         self.status = TopupStatus.REJECTED
 
     def cancel(self, *, reason: str, actor: str) -> None:
-        self.check_status("cancel", TopupStatus.PENDING, TopupStatus.INVOICED)
+        self.check_status(
+            "cancel", TopupStatus.PENDING, TopupStatus.INVOICED, TopupStatus.NEEDS_REVIEW
+        )
         self._cancelled(reason=check_text(reason, "reason", REASON_LENGTH_MAX), actor=actor)
 
     @event(Cancelled)

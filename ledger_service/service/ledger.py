@@ -32,11 +32,17 @@ from ledger_service.domain.errors import (
     WalletAlreadyExists,
     WalletNotFound,
 )
-from ledger_service.domain.ids import check_key, sender_registration_id, wallet_id
+from ledger_service.domain.ids import (
+    check_key,
+    sender_registration_id,
+    topup_velocity_id,
+    wallet_id,
+)
 from ledger_service.domain.packs import CATALOG_ID, PackCatalog
 from ledger_service.domain.payment_order import PaymentOrder
 from ledger_service.domain.refund import Refund
 from ledger_service.domain.registry import SenderRegistration
+from ledger_service.domain.risk import RiskRules, TopupVelocity
 from ledger_service.domain.topup import TopupRequest
 from ledger_service.domain.usage import Usage, UsageOutcome
 from ledger_service.domain.wallet import Wallet
@@ -119,6 +125,8 @@ class LedgerApplication(Application[UUID]):
     """Tax and platform fee on top-up invoices, in percent of the amount (the settings)."""
     topup_minimums: dict[str, Decimal] = {}
     """Currency -> the smallest top-up accepted."""
+    risk_rules = RiskRules()
+    """What holds a top-up request for review (the settings; none by default)."""
     transfer_commission_rate = Decimal(0)
     """The commission on tenant transfers, a fraction (the setting)."""
     transfer_agency_company_id: str | None = None
@@ -140,6 +148,7 @@ class LedgerApplication(Application[UUID]):
     request_topup = command_method(topups.RequestTopup)
     approve_topup = command_method(topups.ApproveTopup)
     reject_topup = command_method(topups.RejectTopup)
+    release_topup = command_method(topups.ReleaseTopup)
     cancel_topup = command_method(topups.CancelTopup)
     mark_topup_paid = command_method(topups.MarkTopupPaid)
     create_payment_order = command_method(topups.CreatePaymentOrder)
@@ -258,6 +267,13 @@ class LedgerApplication(Application[UUID]):
 
     def get_wallet_by_id(self, id_: UUID) -> Wallet:
         return cast(Wallet, self.repository.get(id_))
+
+    def topup_velocity(self, company_id: str) -> TopupVelocity:
+        """The company's recent top-up requests, started on its first."""
+        try:
+            return cast(TopupVelocity, self.repository.get(topup_velocity_id(company_id)))
+        except AggregateNotFoundError:
+            return TopupVelocity(company_id=company_id)
 
     def get_topup(self, topup_id: UUID) -> TopupRequest:
         try:

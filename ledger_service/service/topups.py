@@ -19,6 +19,7 @@ from ledger_service.domain.errors import (
 from ledger_service.domain.invoice import invoice_lines
 from ledger_service.domain.money import format_amount, parse_amount, parse_currency
 from ledger_service.domain.registry import InvoiceNumberClaim
+from ledger_service.domain.risk import RISK_ACTOR
 from ledger_service.domain.topup import TopupRequest, TopupStatus
 from ledger_service.service.payments import (
     PaymentOrderState,
@@ -30,16 +31,24 @@ from ledger_service.service.runner import Command, Decision, R
 from ledger_service.service.values import set_field
 
 if TYPE_CHECKING:
+    from eventsourcing.domain import Aggregate
+
+    from ledger_service.domain.wallet import Wallet
     from ledger_service.service.ledger import LedgerApplication
 
 AUTO_TOPUP_ACTOR = "auto-topup"
-TopupStatusText = Literal["pending", "invoiced", "completed", "rejected", "cancelled"]
+TopupStatusText = Literal[
+    "pending", "invoiced", "completed", "rejected", "cancelled", "needs_review"
+]
 PaymentMethod = Literal["invoice", "card"]
 
 
 class TopupRequested(TypedDict):
     topup_id: str
     status: TopupStatusText
+    company_id: NotRequired[str]
+    review_rules: NotRequired[list[str]]
+    """When the risk review held it (``needs_review``): the rules it broke."""
     invoice_number: NotRequired[str | None]
     payment_order: NotRequired[PaymentOrderState]
     position: NotRequired[int | None]
@@ -83,6 +92,8 @@ class RequestTopup(Command[TopupRequested]):
     payment_method: PaymentMethod = "invoice"
     """``invoice``: an operator approves, the payment arrives offline, an operator marks it
     paid. ``card``: invoiced at once, with a payment order whose checkout collects it."""
+    risk_review: bool = True
+    """False for the auto top-up: the operators configured it, there is nothing to review."""
 
     def __post_init__(self) -> None:
         set_field(self, "amount", parse_amount(self.amount, allow_zero=False))
@@ -94,6 +105,7 @@ class RequestTopup(Command[TopupRequested]):
             del fields["payment_method"]
         if self.pack is None:
             del fields["pack"]
+        del fields["risk_review"]  # who asks decides it, not the request
         return fields
 
     def scope(self, ledger: LedgerApplication) -> str:
@@ -119,20 +131,51 @@ class RequestTopup(Command[TopupRequested]):
             actor=self.actor,
             pack=None if self.pack is None else ledger.packs().pack(self.currency, self.pack),
         )
+        saved: list[Aggregate] = [topup]
+        rules = self._review(ledger, wallet, saved)
+        if rules:
+            topup.flag(rules=rules, payment_method=self.payment_method, actor=RISK_ACTOR)
+            result: TopupRequested = {"topup_id": str(topup.id), "status": "needs_review"}
+            return Decision(saved, result | {"review_rules": rules})
         if self.payment_method == "invoice":
-            return Decision([topup], {"topup_id": str(topup.id), "status": topup.status.value})
-        claim = issue_invoice(ledger, topup, self.actor)
+            return Decision(saved, {"topup_id": str(topup.id), "status": topup.status.value})
         key = f"{self.name}:{self.company_id}:{self.idempotency_key}"
-        order = open_payment_order(ledger, topup, self.actor, request_key=key)
-        return Decision(
-            [topup, claim, order],
-            {
-                "topup_id": str(topup.id),
-                "status": topup.status.value,
-                "invoice_number": topup.invoice_number,
-                "payment_order": order_state(order),
-            },
+        return Decision(saved, invoice_by_card(ledger, topup, self.actor, key, saved))
+
+    def _review(
+        self, ledger: LedgerApplication, wallet: Wallet, saved: list[Aggregate]
+    ) -> list[str]:
+        """The risk rules this request breaks (and its count, saved with it, when counted)."""
+        rules, now = ledger.risk_rules, datetime.now(UTC)
+        recent = 0
+        if rules.counts_requests:
+            velocity = ledger.topup_velocity(self.company_id)
+            recent = velocity.count(now)
+            saved.append(velocity)
+        if not self.risk_review:
+            return []
+        return rules.fired(
+            amount=self.amount,
+            currency=self.currency,
+            recent_requests=recent,
+            company_since=wallet.created_on,
+            now=now,
         )
+
+
+def invoice_by_card(
+    ledger: LedgerApplication, topup: TopupRequest, actor: str, key: str, saved: list[Aggregate]
+) -> TopupRequested:
+    """Invoice ``topup`` now and open its payment order (``saved`` gets what to save)."""
+    claim = issue_invoice(ledger, topup, actor)
+    order = open_payment_order(ledger, topup, actor, request_key=key)
+    saved.extend([claim, order])
+    return {
+        "topup_id": str(topup.id),
+        "status": "invoiced",
+        "invoice_number": topup.invoice_number,
+        "payment_order": order_state(order),
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +217,27 @@ def issue_invoice(ledger: LedgerApplication, topup: TopupRequest, actor: str) ->
     )  # fmt: skip
     topup.approve(invoice_number=number, actor=actor, lines=lines)
     return InvoiceNumberClaim(invoice_number=number, topup_id=topup.id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseTopup(TopupStep[TopupRequested]):
+    """needs_review → pending; a card request is invoiced at once, with its payment order."""
+
+    name: ClassVar[str] = "release_topup"
+
+    note: str = ""
+
+    def decide(self, ledger: LedgerApplication) -> Decision[TopupRequested]:
+        topup = ledger.get_topup(self.topup_id)
+        topup.release(note=self.note, actor=self.actor)
+        saved: list[Aggregate] = [topup]
+        company: TopupRequested = {"topup_id": str(topup.id), "status": "pending"}
+        company["company_id"] = topup.company_id
+        if topup.payment_method != "card":
+            return Decision(saved, company)
+        key = f"{self.name}:{self.topup_id}:{self.idempotency_key}"
+        invoiced = invoice_by_card(ledger, topup, self.actor, key, saved)
+        return Decision(saved, invoiced | {"company_id": topup.company_id})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,6 +328,7 @@ def request_auto_topup(
             pool_sender_id=wallet.pool_sender_id,
             actor=AUTO_TOPUP_ACTOR,
             idempotency_key=key,
+            risk_review=False,
         )
     )
     if not auto_approve:

@@ -92,3 +92,16 @@ def charges_collected(b: BatchBuilder, position: int, event: TopupRequest.Charge
 def completed(b: BatchBuilder, position: int, event: TopupRequest.Completed) -> None:
     row = b.touch_topup(position, event)
     row.status, row.completed_at = TopupStatus.COMPLETED.value, event.timestamp
+
+
+@TOPUPS.on(TopupRequest.Flagged)
+def flagged(b: BatchBuilder, position: int, event: TopupRequest.Flagged) -> None:
+    row = b.touch_topup(position, event)
+    row.status, row.review_rules = TopupStatus.NEEDS_REVIEW.value, list(event.rules)
+
+
+@TOPUPS.on(TopupRequest.Released)
+def released(b: BatchBuilder, position: int, event: TopupRequest.Released) -> None:
+    row = b.touch_topup(position, event)
+    row.status = TopupStatus.PENDING.value
+    row.released_by, row.released_at = event.actor, event.timestamp

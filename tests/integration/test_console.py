@@ -16,6 +16,7 @@ import pytest
 
 from ledger_service.bootstrap import Container, build_api
 from ledger_service.console.sign_in import ConsoleSigner
+from ledger_service.domain.risk import RiskRules
 from ledger_service.service.ledger import LedgerApplication
 from projections.projector import Projector
 from tests.integration.test_api import open_company
@@ -190,6 +191,33 @@ async def test_the_top_up_lifecycle_through_the_console(
     mine = await tenant.get(path)
     assert invoice.group(0) in mine.text
     assert "completed" in mine.text
+
+
+async def test_operators_release_what_the_risk_review_held(
+    browser_like: httpx.AsyncClient, pg_ledger: LedgerApplication, signer: ConsoleSigner,
+    company_id: str,
+) -> None:  # fmt: skip
+    open_company(pg_ledger, company_id)
+    pg_ledger.risk_rules = RiskRules(amount_max={"USD": Decimal(10)})
+    try:
+        pg_ledger.request_topup(
+            company_id=company_id, amount="50", currency="USD", actor="t", idempotency_key="r"
+        )
+    finally:
+        pg_ledger.risk_rules = RiskRules()
+    await sign_in(browser_like, link(signer, None, "billing.manage"))
+    queue = await browser_like.get(
+        "/console/ops/topups", params={"status": "needs_review", "company": company_id}
+    )
+    assert "amount_above_threshold" in queue.text
+    topup_id = re.search(r'data-topup="([^"]+)"', queue.text).group(1)  # type: ignore[union-attr]
+    released = await browser_like.post(
+        f"/console/ops/topups/{topup_id}/release", data=form_fields(queue.text) | {"company": ""},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert released.status_code == 200, released.text
+    assert "Released" in released.text
+    assert f'data-topup="{topup_id}"' in released.text, "shown under pending, ready to approve"
 
 
 async def test_transactions_filter_page_and_download_as_csv(

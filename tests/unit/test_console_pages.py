@@ -66,11 +66,16 @@ def test_a_top_up_shows_its_invoice_total() -> None:
         "topup_id": uuid4(), "company_id": "acme", "status": "invoiced", "amount": D("100"),
         "tax": D("18"), "fee": D("2.40"), "currency": "INR", "note": None,
         "invoice_number": "TOP-202611-acme-1", "payment_reference": None, "reason": None,
-        "requested_by": "u", "requested_at": NOW,
+        "requested_by": "u", "requested_at": NOW, "review_rules": [],
     }  # fmt: skip
     view = topup_view(row, operator=True)
     assert (view.amount, view.total, view.note) == ("100", "120.4", "")
     assert view.actions == ("mark-paid", "cancel")
+    held = topup_view(
+        row | {"status": "needs_review", "review_rules": ["new_company"]}, operator=True
+    )
+    assert (held.actions, held.review_rules) == (("release", "reject", "cancel"), ("new_company",))
+    assert topup_view(row | {"status": "needs_review"}, operator=False).actions == ("cancel",)
 
 
 def test_the_usage_chart_has_a_bar_for_every_day_scaled_to_the_busiest() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -28,8 +28,8 @@ from ledger_service.api.routes.dependencies import (
 from ledger_service.domain.errors import WalletNotFound
 from ledger_service.domain.money import format_amount
 from ledger_service.service.topups import ApproveTopup, TopupChanged
-from schemas.api import KEY_PATTERN, PaymentOrderOut, TopupOut, TopupsPage
-from schemas.requests import CancelIn, MarkPaidIn, RejectIn, TopupRequestIn
+from schemas.api import KEY_PATTERN, PaymentOrderOut, TopupOut, TopupsPage, TopupStatusName
+from schemas.requests import CancelIn, MarkPaidIn, RejectIn, ReleaseIn, TopupRequestIn
 
 router = APIRouter()
 
@@ -54,6 +54,7 @@ async def request_topup(
         id=UUID(result["topup_id"]),
         company_id=body.company_id,
         status=result["status"],
+        review_rules=result.get("review_rules"),
         amount=body.amount,
         currency=body.currency,
         note=body.note,
@@ -68,7 +69,7 @@ async def request_topup(
 async def list_topups(
     state: State,
     caller: Caller,
-    status: Literal["pending", "invoiced", "completed", "rejected", "cancelled"] | None = None,
+    status: TopupStatusName | None = None,
     company: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
@@ -105,6 +106,7 @@ def _topup(row: Any) -> TopupOut:
         id=row["topup_id"],
         company_id=row["company_id"],
         status=row["status"],
+        review_rules=row["review_rules"] or None,
         amount=format_amount(row["amount"]),
         tax=format_amount(row["tax"]),
         fee=format_amount(row["fee"]),
@@ -150,6 +152,30 @@ async def approve_topup(
     return _changed(await write(state, command))
 
 
+@router.post("/topup-requests/{topup_id}/release", tags=["operator"])
+async def release_topup(
+    topup_id: UUID,
+    body: ReleaseIn,
+    state: State,
+    caller: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> TopupOut:
+    """needs_review → pending; a card request is invoiced at once and answered with its new
+    ``payment_order`` (scope billing.manage). Reject it instead with ``/reject``."""
+    idempotency = key(idempotency_key)
+    command = body.to_command(topup_id, actor=caller.subject, idempotency_key=idempotency)
+    result = await write(state, command)
+    order = result.get("payment_order")
+    return TopupOut(
+        id=topup_id,
+        company_id=result.get("company_id", ""),
+        status=result["status"],
+        invoice_number=result.get("invoice_number"),
+        payment_order=None if order is None else PaymentOrderOut.of(order),
+        position=result["position"],
+    )
+
+
 @router.post("/topup-requests/{topup_id}/reject", tags=["operator"])
 async def reject_topup(
     topup_id: UUID,
@@ -158,7 +184,7 @@ async def reject_topup(
     caller: Operator,
     idempotency_key: IdempotencyKey = None,
 ) -> TopupOut:
-    """pending → rejected, with a reason (scope billing.manage)."""
+    """pending | needs_review → rejected, with a reason (scope billing.manage)."""
     idempotency = key(idempotency_key)
     command = body.to_command(topup_id, actor=caller.subject, idempotency_key=idempotency)
     return _changed(await write(state, command))

@@ -92,6 +92,29 @@ class ReadModels:
                 return False
             await asyncio.sleep(POSITION_POLL_INTERVAL_S)
 
+    async def legacy_pools(self, company_id: str) -> list[str]:
+        """The senders of the company's per-sender pools (merged ones too: a merge skips them)."""
+        rows = await self.pool.fetch(
+            f"SELECT pool_sender_id FROM {self.t['rm_wallet_balances']} "
+            "WHERE company_id = $1 AND mode = 'per_sender' ORDER BY pool_sender_id",
+            company_id,
+        )
+        return [str(r["pool_sender_id"]) for r in rows]
+
+    async def pool_coverage(self, limit: int) -> list[Any]:
+        """Per-sender pools still in use: with a sender linked, or money, debt, quota, grants
+        or holds in them; by company and sender."""
+        return list(
+            await self.pool.fetch(
+                "SELECT company_id, pool_sender_id, senders, currency, balance "
+                f"FROM {self.t['rm_wallet_balances']} WHERE mode = 'per_sender' AND "
+                "(cardinality(senders) > 0 OR included <> 0 OR prepaid <> 0 "
+                "OR postpaid_used <> 0 OR granted <> 0 OR held <> 0) "
+                "ORDER BY company_id, pool_sender_id LIMIT $1",
+                limit,
+            )
+        )
+
     async def wallet(self, company_id: str, pool_sender_id: str | None = None) -> Any:
         return await self.pool.fetchrow(self._sql_wallet, company_id, pool_sender_id)
 

@@ -515,3 +515,33 @@ class TransfersPage(BaseModel):
         description="per currency, of every transfer the filters match (not only this page); "
         "null unless the filters are bounded by company or by from"
     )
+
+
+class PoolMergeOut(BaseModel):
+    sender: str
+    status: Literal["planned", "merged", "already_merged"]
+    included: str
+    prepaid: str
+    debt: str = Field(description="postpaid credit used, moved as debt")
+
+
+class PoolMigrationOut(BaseModel):
+    company_id: str
+    dry_run: bool
+    shared_wallet: Literal["existing", "opened", "to_open"]
+    pools: list[PoolMergeOut]
+    moved: str = Field(description="the balance the merged (dry run: planned) pools brought")
+
+
+class LegacyPoolOut(BaseModel):
+    company_id: str
+    sender: str
+    senders: list[str]
+    currency: str
+    balance: str
+
+
+class PoolCoverageOut(BaseModel):
+    remaining: list[LegacyPoolOut] = Field(
+        description="per-sender pools still in use, by company and sender (at most `limit`)"
+    )

@@ -406,6 +406,10 @@ class RefundIn(Request):
         )
 
 
+class PoolMigrationIn(Request):
+    dry_run: bool = Field(False, description="report what would move; write nothing")
+
+
 class GiftIn(Request):
     to_company_id: Key
     amount: Money

@@ -16,6 +16,7 @@ from ledger_service.cli import (
     cycles,
     dlq,
     grants,
+    pools,
     positions,
     refunds,
     run,
@@ -44,6 +45,7 @@ cli.add_typer(positions.group, name="positions")
 cli.add_typer(audit.group, name="audit")
 cli.add_typer(adjustments.group, name="adjust")
 cli.add_typer(grants.group, name="grant")
+cli.add_typer(pools.group, name="pools")
 
 
 def main() -> None:

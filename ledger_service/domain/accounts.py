@@ -26,6 +26,9 @@ COMMISSIONS = "commissions"
 """Commission retained on transfers between wallets."""
 TRANSFERS_IN_TRANSIT = "transfers:in_transit"
 """Clearing account of transfers; nets to zero once a transfer has completed."""
+POOL_MIGRATION = "pools:migration"
+"""Legacy per-sender pools' money on its way into the company's shared pool (nets to zero in
+the save that moves it)."""
 TAX_PAYABLE = "tax_payable"
 """Tax collected with paid top-up invoices, owed to the tax authority."""
 FEE_REVENUE = "revenue:fees"
@@ -40,6 +43,7 @@ COUNTER_ACCOUNTS = frozenset(
         REFUNDS,
         COMMISSIONS,
         TRANSFERS_IN_TRANSIT,
+        POOL_MIGRATION,
         TAX_PAYABLE,
         FEE_REVENUE,
     }

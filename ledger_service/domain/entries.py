@@ -29,6 +29,8 @@ class CreditKind(StrEnum):
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
     TRANSFER = "transfer"
+    MIGRATION = "migration"
+    """A legacy per-sender pool's buckets moved into the company's shared pool."""
 
 
 class CreditBucket(StrEnum):
@@ -50,6 +52,8 @@ class DebitKind(StrEnum):
     or voided."""
     ADJUSTMENT = "adjustment"
     """An operator's correction (see ``domain.adjustment``)."""
+    MIGRATION = "migration"
+    """A legacy per-sender pool's buckets moved out, into the company's shared pool."""
 
 
 class Credited(Aggregate.Event):

@@ -72,6 +72,7 @@ class Wallet(Aggregate):
     Opened = wallet_events.Opened
     SenderLinked = wallet_events.SenderLinked
     SenderUnlinked = wallet_events.SenderUnlinked
+    PoolMerged = wallet_events.PoolMerged
     PostpaidLimitChanged = wallet_events.PostpaidLimitChanged
     RateCardChanged = wallet_events.RateCardChanged
     TaxRateChanged = wallet_events.TaxRateChanged
@@ -94,9 +95,9 @@ class Wallet(Aggregate):
     # Snapshots: version 2 added policies (cycles, alerts, caps, auto top-up) as plain dicts,
     # version 3 holds them as typed values, version 4 added grants, version 5 holds, version 6
     # a tax rate, version 7 the warnings given this cycle, version 8 the daily transfer limit
-    # and what was sent today. Older snapshots are upcast (events version themselves:
-    # ``wallet_events``).
-    class_version = 8
+    # and what was sent today, version 9 whether a legacy pool was merged. Older snapshots are
+    # upcast (events version themselves: ``wallet_events``).
+    class_version = 9
     upcast_v1_v2 = staticmethod(policies.upcast_v1_v2)
     upcast_v2_v3 = staticmethod(policies.upcast_v2_v3)
     upcast_v3_v4 = staticmethod(policies.upcast_v3_v4)
@@ -104,6 +105,7 @@ class Wallet(Aggregate):
     upcast_v5_v6 = staticmethod(policies.upcast_v5_v6)
     upcast_v6_v7 = staticmethod(policies.upcast_v6_v7)
     upcast_v7_v8 = staticmethod(transfers.upcast_v7_v8)
+    upcast_v8_v9 = staticmethod(setup.upcast_v8_v9)
 
     @staticmethod
     def create_id(company_id: str, pool_sender_id: str | None = None, **_: Any) -> UUID:
@@ -167,6 +169,8 @@ class Wallet(Aggregate):
         self.transfer_day_ends_at: datetime | None = None
         self.transferred_today = ZERO
         self.senders: set[str] = set()
+        self.merged_into: UUID | None = None
+        """A legacy per-sender pool emptied into this shared pool (``domain.pool_migration``)."""
         self.included = ZERO
         self.prepaid = ZERO
         self.postpaid_used = ZERO
@@ -223,6 +227,7 @@ class Wallet(Aggregate):
     unlink_sender = setup.unlink_sender
     _sender_unlinked = setup._sender_unlinked
     check_sender_linked = setup.check_sender_linked
+    _pool_merged = setup._pool_merged
     change_postpaid_limit = setup.change_postpaid_limit
     _postpaid_limit_changed = setup._postpaid_limit_changed
     change_tax_rate = setup.change_tax_rate

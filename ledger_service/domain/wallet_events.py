@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
@@ -41,6 +42,13 @@ class SenderLinked(Aggregate.Event):
 
 class SenderUnlinked(Aggregate.Event):
     waba_id: str
+    actor: str
+
+
+class PoolMerged(Aggregate.Event):
+    """A legacy per-sender pool, emptied into its company's shared pool: closed for good."""
+
+    into_wallet_id: UUID
     actor: str
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from eventsourcing.domain import event
 
@@ -50,6 +51,10 @@ def link_sender(self: Wallet, waba_id: str, *, actor: str) -> None:
     check_key(waba_id, "waba_id")
     if waba_id in self.senders:
         raise SenderAlreadyLinked(f"sender {waba_id} is already linked to this wallet")
+    if self.merged_into is not None:
+        raise InvalidArgument(
+            f"this pool was merged into {self.company_id}'s shared pool: link the sender there"
+        )
     if self.mode is PoolMode.PER_SENDER and waba_id != self.pool_sender_id:
         raise InvalidArgument(
             f"a per_sender wallet only takes its own sender {self.pool_sender_id}"
@@ -70,6 +75,11 @@ def unlink_sender(self: Wallet, waba_id: str, *, actor: str) -> None:
 @event(wallet_events.SenderUnlinked)
 def _sender_unlinked(self: Wallet, waba_id: str, actor: str) -> None:
     self.senders.discard(waba_id)
+
+
+@event(wallet_events.PoolMerged)
+def _pool_merged(self: Wallet, into_wallet_id: UUID, actor: str) -> None:
+    self.merged_into = into_wallet_id
 
 
 def check_sender_linked(self: Wallet, waba_id: str) -> None:
@@ -180,3 +190,8 @@ def check_rate_card(rate_card: object) -> dict[str, Decimal]:
         check_key(category, "rate_card category")
         checked[category] = parse_amount(price, field=f"rate_card[{category}]")
     return checked
+
+
+def upcast_v8_v9(state: dict[str, Any]) -> None:
+    """Version 9 records a legacy pool's merge into the shared pool; none before."""
+    state["merged_into"] = None

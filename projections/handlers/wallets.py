@@ -66,6 +66,11 @@ def sender_unlinked(b: BatchBuilder, position: int, event: wallet_events.SenderU
     row.senders = [s for s in row.senders if s != event.waba_id]
 
 
+@WALLETS.on(Wallet.PoolMerged)
+def pool_merged(b: BatchBuilder, position: int, event: wallet_events.PoolMerged) -> None:
+    b.touch_wallet(position, event)  # emptied and unlinked by the entries before it
+
+
 @WALLETS.on(Wallet.PostpaidLimitChanged)
 def postpaid_limit_changed(
     b: BatchBuilder, position: int, event: wallet_events.PostpaidLimitChanged

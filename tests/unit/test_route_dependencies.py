@@ -53,9 +53,10 @@ def test_operator_only_routes_require_the_operator_scope(route: APIRoute) -> Non
     assert (operator in set(calls(route.dependant))) == operator_only
 
 
-KEYED_BY_THEIR_BODY = {"/wallets/{company_id}/consume"}
-"""Writes whose body names the key: consumption is one charge per ``reference``, whatever the
-header says, so it takes none (a second key for one reference could only charge it twice)."""
+KEYED_BY_THEIR_BODY = {"/wallets/{company_id}/consume", "/companies/{company_id}/pools/migrate"}
+"""Writes keyed without the header: consumption is one charge per ``reference``, whatever the
+header says (a second key for one reference could only charge it twice); a pool migration keys
+each step by its company and pool."""
 
 
 @pytest.mark.parametrize(

@@ -285,10 +285,12 @@ def test_an_old_snapshot_in_the_store_loads_and_the_wallet_carries_on(
     assert vars(wallet) == vars(replayed(decoded_events(stored, ledger)))
     use(wallet, datetime(2027, 1, 21, 9, 0, tzinfo=UTC), "m9", "3", 3)
     assert wallet.spend_day.categories == {"marketing": Tally(3, D(3))}
-    # Its snapshots are now of version 8 (with grants and holds, none here, the service's tax
-    # rate, the warnings of this cycle and no transfer limit), and hold the typed values.
+    # Its snapshots are now of version 9 (with grants and holds, none here, the service's tax
+    # rate, the warnings of this cycle, no transfer limit and no merge), and hold the typed
+    # values.
     again = ledger.mapper.to_domain_event(ledger.mapper.to_stored_event(Snapshot.take(wallet)))
-    assert again.state["class_version"] == 8
+    assert again.state["class_version"] == 9
+    assert again.state["merged_into"] is None
     assert (again.state["grants"], again.state["holds"]) == ({}, {})
     assert again.state["tax_percent"] is None
     assert vars(again.mutate(None)) == {**vars(wallet), "_pending_events": []}

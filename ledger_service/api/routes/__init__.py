@@ -24,6 +24,7 @@ from ledger_service.api.routes import (
     holds,
     packs,
     payments,
+    pools,
     refunds,
     topups,
     transfers,
@@ -51,6 +52,7 @@ RESOURCE_ROUTERS = tuple(
         transfers,
         admin,
         companies,
+        pools,
     )
 )
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)

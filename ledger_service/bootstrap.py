@@ -151,6 +151,7 @@ def build_ledger(
     ledger.topup_tax_percent = settings.topup_tax_percent
     ledger.topup_fee_percent = settings.topup_fee_percent
     ledger.topup_minimums = dict(settings.topup_minimums)
+    ledger.credit_rates = settings.credit_rates
     ledger.risk_rules = RiskRules(
         amount_max=dict(settings.risk_topup_amount_max),
         requests_per_day_max=settings.risk_topups_per_day_max,

@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger_service.domain.credits import check_credit_rates
+from ledger_service.domain.errors import LedgerError
+
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in prod
 DEVELOPMENT_MOCK_WEBHOOK_SECRET = "whsec_mock_development_only"  # noqa: S105 - mock only
 
@@ -91,6 +94,13 @@ class Settings(BaseSettings):
     topup_minimums: dict[str, Decimal] = Field(
         default_factory=dict,
         description='smallest top-up per currency, JSON: {"USD": "10", "INR": "500"}',
+    )
+
+    credit_rates: dict[str, dict[str, Decimal]] = Field(
+        default_factory=dict,
+        description="units of account and what one unit of a currency buys of each, JSON: "
+        '{"CREDIT": {"INR": "10", "USD": "800"}} (10 INR = 100 credits); a wallet may be '
+        "kept in such a unit, its top-ups invoiced in money",
     )
 
     # -- risk review of top-up requests ------------------------------------------------------
@@ -214,6 +224,14 @@ class Settings(BaseSettings):
             if missing:
                 names = ", ".join(f"LEDGER_{m.upper()}" for m in missing)
                 raise ValueError(f"LEDGER_PAYMENTS_PROVIDER=stripe needs {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _credit_rates_are_rates(self) -> Settings:
+        try:
+            self.credit_rates = check_credit_rates(self.credit_rates)
+        except LedgerError as exc:
+            raise ValueError(f"LEDGER_CREDIT_RATES: {exc.message}") from None
         return self
 
     @property

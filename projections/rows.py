@@ -111,6 +111,10 @@ class TopupRow:
     pack: str | None = None
     bonus: Decimal = Decimal(0)
     """The pack the request buys, and the bonus it promises (credited when paid)."""
+    credit_unit: str | None = None
+    """A wallet kept in a unit of account: the unit, the rate of the request, the units."""
+    credit_rate: Decimal | None = None
+    credits: Decimal | None = None
     review_rules: list[str] = dataclasses.field(default_factory=list)
     """The risk rules that held it for review (kept after it is released)."""
     released_by: str | None = None

@@ -210,6 +210,10 @@ ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS tax numeric NOT NULL DEFAULT 
     ADD COLUMN IF NOT EXISTS bonus numeric NOT NULL DEFAULT 0;
 END IF;
 END $migrate$;
+-- Units of account came after: requests from before bought money.
+ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS credit_unit text,
+    ADD COLUMN IF NOT EXISTS credit_rate numeric,
+    ADD COLUMN IF NOT EXISTS credits numeric;
 -- The risk review came after: requests from before were never held.
 ALTER TABLE {s}.rm_topups ADD COLUMN IF NOT EXISTS review_rules text[] NOT NULL DEFAULT '{{}}',
     ADD COLUMN IF NOT EXISTS released_by text,

@@ -49,6 +49,11 @@ Money = Annotated[
 ]
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Unit = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{2,15}$"),
+    Field(description="an ISO 4217 currency, or a unit of account of LEDGER_CREDIT_RATES"),
+]
 Text = Annotated[str, StringConstraints(max_length=500)]
 
 
@@ -325,6 +330,14 @@ class TopupOut(BaseModel):
         description="the risk rules that held it: amount_above_threshold, "
         "too_many_requests_24h, new_company",
     )
+    credit_unit: str | None = Field(
+        default=None,
+        description="a wallet kept in a unit of account: the invoice is in money (amount, "
+        "currency, total), the wallet is credited `credits` of this unit, bought at "
+        "`credit_rate` units per unit of the currency (the rate when it was requested)",
+    )
+    credit_rate: str | None = None
+    credits: str | None = None
     amount: str | None = None
     """Credited to the wallet when paid."""
     tax: str | None = None

@@ -50,7 +50,7 @@ from ledger_service.service.topups import (
 )
 from ledger_service.service.transfers import SendTransfer, TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
-from schemas.api import Currency, Key, Money, Text
+from schemas.api import Currency, Key, Money, Text, Unit
 
 
 class Request(BaseModel):
@@ -107,7 +107,7 @@ class CycleIn(Request):
 
 class OpenWalletIn(Request):
     company_id: Key
-    currency: Currency
+    currency: Unit
     mode: Literal["shared", "per_sender"] = "shared"
     pool_sender_id: Key | None = None
     postpaid_limit: Money = "0"

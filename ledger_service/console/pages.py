@@ -113,6 +113,8 @@ class TopupView:
     requested_at: datetime
     actions: tuple[str, ...]
     review_rules: tuple[str, ...] = ()
+    credits: str | None = None
+    """A wallet kept in a unit of account: what the money buys, e.g. ``1000 CREDIT``."""
 
 
 def topup_actions(status: str, *, operator: bool) -> tuple[str, ...]:
@@ -143,6 +145,9 @@ def topup_view(row: Row, *, operator: bool) -> TopupView:
         requested_at=row["requested_at"],
         actions=topup_actions(row["status"], operator=operator),
         review_rules=tuple(row["review_rules"] or ()),
+        credits=None
+        if row.get("credits") is None
+        else f"{money(row['credits'])} {row['credit_unit']}",
     )
 
 

@@ -35,6 +35,7 @@ _QUANTUM = Decimal(1).scaleb(-FRACTION_DIGITS_MAX)
 # "not a decimal string".
 _DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,40})?")
 _CURRENCY_TEXT = re.compile(r"[A-Z]{3}")
+_UNIT_TEXT = re.compile(r"[A-Z][A-Z0-9_]{2,15}")
 
 ZERO = Decimal(0)
 
@@ -106,6 +107,17 @@ def parse_currency(value: object) -> str:
     if not isinstance(value, str) or not _CURRENCY_TEXT.fullmatch(value):
         raise InvalidArgument(
             f"currency must be a 3-letter upper-case ISO 4217 code, got {value!r}"
+        )
+    return value
+
+
+def parse_unit(value: object) -> str:
+    """What a wallet is kept in: an ISO 4217 currency, or a unit of account of the service's
+    (``CREDIT``, ``DIAMOND``: 3-16 upper-case letters, digits or ``_``; see ``domain.credits``)."""
+    if not isinstance(value, str) or not _UNIT_TEXT.fullmatch(value):
+        raise InvalidArgument(
+            f"currency must be an ISO 4217 code or a unit such as CREDIT (3-16 upper-case "
+            f"letters, digits or _), got {value!r}"
         )
     return value
 

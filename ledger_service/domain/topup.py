@@ -104,6 +104,14 @@ class TopupRequest(Aggregate):
     class Completed(Aggregate.Event):
         actor: str
 
+    class CreditsQuoted(Aggregate.Event):
+        """A wallet kept in a unit of account (``domain.credits``): what the money buys, at
+        the rate of the request."""
+
+        unit: str
+        rate: Decimal
+        credits: Decimal
+
     class Flagged(Aggregate.Event):
         """Held for review: the risk rules the request broke, and how it will be paid."""
 
@@ -171,6 +179,10 @@ class TopupRequest(Aggregate):
         self.pack_bonus = ZERO
         self.lines = InvoiceLines(amount, ZERO, ZERO, ZERO, ZERO)
         """What the invoice charges; tax and fee are zero unless ``Priced`` says otherwise."""
+        self.credit_unit: str | None = None
+        """The wallet's unit when it is not kept in money; ``credits`` of it are credited."""
+        self.credit_rate: Decimal | None = None
+        self.credits: Decimal | None = None
         self.review_rules: list[str] = []
         """The risk rules that held it for review (empty: never held)."""
         self.payment_method = "invoice"
@@ -178,6 +190,20 @@ class TopupRequest(Aggregate):
     def check_status(self, action: str, *allowed: TopupStatus) -> None:
         if self.status not in allowed:
             raise InvalidTransition(f"cannot {action} a top-up request that is {self.status.value}")
+
+    @property
+    def credited(self) -> Decimal:
+        """What the wallet is credited when paid: the quoted units, else the amount."""
+        return self.amount if self.credits is None else self.credits
+
+    def quote_credits(self, *, unit: str, rate: Decimal, credits: Decimal) -> None:
+        if self.version != 1 or self.pack is not None:
+            raise InvalidArgument("credits are quoted once, on a request without a pack")
+        self._credits_quoted(unit=unit, rate=rate, credits=credits)
+
+    @event(CreditsQuoted)
+    def _credits_quoted(self, unit: str, rate: Decimal, credits: Decimal) -> None:
+        self.credit_unit, self.credit_rate, self.credits = unit, rate, credits
 
     @event(PackChosen)
     def _pack_chosen(self, pack: str, bonus: Decimal) -> None:

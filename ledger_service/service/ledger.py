@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
 
 from ledger_service.domain.adjustment import Adjustment
+from ledger_service.domain.credits import CreditRates
 from ledger_service.domain.entries import Debited
 from ledger_service.domain.errors import (
     AdjustmentNotFound,
@@ -125,6 +126,8 @@ class LedgerApplication(Application[UUID]):
     """Tax and platform fee on top-up invoices, in percent of the amount (the settings)."""
     topup_minimums: dict[str, Decimal] = {}
     """Currency -> the smallest top-up accepted."""
+    credit_rates: CreditRates = {}
+    """Units of account and what a unit of each currency buys of them (the setting)."""
     risk_rules = RiskRules()
     """What holds a top-up request for review (the settings; none by default)."""
     transfer_commission_rate = Decimal(0)

@@ -134,7 +134,7 @@ def pay_topup(
     wallet = ledger.get_wallet_by_id(topup.wallet_id)
     topup.mark_paid(payment_reference=payment_reference, actor=actor)
     wallet.credit(
-        topup.amount,
+        topup.credited,
         bucket=CreditBucket.PREPAID,
         kind=CreditKind.TOPUP,
         counter_account=accounts.CASH_CLEARING,

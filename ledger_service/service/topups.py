@@ -10,9 +10,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar, Literal, NotRequired, TypedDict
 from uuid import UUID
 
+from ledger_service.domain.credits import credits_bought
 from ledger_service.domain.errors import (
     CurrencyMismatch,
     InvalidAmount,
+    InvalidArgument,
     NotPermitted,
     TopupNotFound,
 )
@@ -47,6 +49,10 @@ class TopupRequested(TypedDict):
     topup_id: str
     status: TopupStatusText
     company_id: NotRequired[str]
+    credit_unit: NotRequired[str]
+    """A wallet kept in a unit of account: ``credits`` of it are bought at ``credit_rate``."""
+    credit_rate: NotRequired[str]
+    credits: NotRequired[str]
     review_rules: NotRequired[list[str]]
     """When the risk review held it (``needs_review``): the rules it broke."""
     invoice_number: NotRequired[str | None]
@@ -113,10 +119,13 @@ class RequestTopup(Command[TopupRequested]):
 
     def decide(self, ledger: LedgerApplication) -> Decision[TopupRequested]:
         wallet = ledger.get_wallet(self.company_id, self.pool_sender_id)
-        if parse_currency(self.currency) != wallet.currency:
+        in_units = wallet.currency in ledger.credit_rates
+        if not in_units and parse_currency(self.currency) != wallet.currency:
             raise CurrencyMismatch(
                 f"top-up in {self.currency} for a wallet kept in {wallet.currency}"
             )
+        if in_units and self.pack is not None:
+            raise InvalidArgument(f"packs are sold for money wallets, not {wallet.currency}")
         minimum = ledger.topup_minimums.get(self.currency)
         if minimum is not None and self.amount < minimum:
             raise InvalidAmount(
@@ -131,16 +140,37 @@ class RequestTopup(Command[TopupRequested]):
             actor=self.actor,
             pack=None if self.pack is None else ledger.packs().pack(self.currency, self.pack),
         )
+        if in_units:
+            rate, credits = credits_bought(
+                ledger.credit_rates, wallet.currency, parse_currency(self.currency), self.amount
+            )
+            topup.quote_credits(unit=wallet.currency, rate=rate, credits=credits)
         saved: list[Aggregate] = [topup]
+        result = self._proceed(ledger, wallet, topup, saved)
+        if topup.credits is not None and topup.credit_rate is not None:
+            result["credit_unit"] = wallet.currency
+            result["credit_rate"] = format_amount(topup.credit_rate)
+            result["credits"] = format_amount(topup.credits)
+        return Decision(saved, result)
+
+    def _proceed(
+        self,
+        ledger: LedgerApplication,
+        wallet: Wallet,
+        topup: TopupRequest,
+        saved: list[Aggregate],
+    ) -> TopupRequested:
+        """Hold the request for review, or leave it pending (invoice), or invoice it now with
+        its payment order (card)."""
         rules = self._review(ledger, wallet, saved)
         if rules:
             topup.flag(rules=rules, payment_method=self.payment_method, actor=RISK_ACTOR)
-            result: TopupRequested = {"topup_id": str(topup.id), "status": "needs_review"}
-            return Decision(saved, result | {"review_rules": rules})
+            held: TopupRequested = {"topup_id": str(topup.id), "status": "needs_review"}
+            return held | {"review_rules": rules}
         if self.payment_method == "invoice":
-            return Decision(saved, {"topup_id": str(topup.id), "status": topup.status.value})
+            return {"topup_id": str(topup.id), "status": "pending"}
         key = f"{self.name}:{self.company_id}:{self.idempotency_key}"
-        return Decision(saved, invoice_by_card(ledger, topup, self.actor, key, saved))
+        return invoice_by_card(ledger, topup, self.actor, key, saved)
 
     def _review(
         self, ledger: LedgerApplication, wallet: Wallet, saved: list[Aggregate]

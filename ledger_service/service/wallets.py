@@ -12,7 +12,7 @@ from eventsourcing.domain import Aggregate
 from ledger_service.domain import accounts
 from ledger_service.domain.errors import InvalidArgument
 from ledger_service.domain.ids import check_key
-from ledger_service.domain.money import ZERO, parse_amount, parse_currency
+from ledger_service.domain.money import ZERO, parse_amount, parse_currency, parse_unit
 from ledger_service.domain.policies import (
     RENOTIFY_PER_CROSSING,
     AlertSettings,
@@ -75,7 +75,7 @@ class OpenWallet(Command[WalletOpened]):
     pool_sender_id: str | None = None
 
     def __post_init__(self) -> None:
-        set_field(self, "currency", parse_currency(self.currency))
+        set_field(self, "currency", parse_unit(self.currency))
         set_field(self, "mode", parse_enum(PoolMode, self.mode, "mode"))
         set_field(self, "postpaid_limit", parse_amount(self.postpaid_limit, field="postpaid_limit"))
         set_field(self, "included_quota", parse_amount(self.included_quota, field="included_quota"))
@@ -84,6 +84,8 @@ class OpenWallet(Command[WalletOpened]):
         return self.company_id
 
     def decide(self, ledger: LedgerApplication) -> Decision[WalletOpened]:
+        if self.currency not in ledger.credit_rates:
+            parse_currency(self.currency)  # not a unit of account: a currency
         wallet = Wallet.open(
             company_id=self.company_id,
             currency=self.currency,

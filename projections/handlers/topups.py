@@ -105,3 +105,9 @@ def released(b: BatchBuilder, position: int, event: TopupRequest.Released) -> No
     row = b.touch_topup(position, event)
     row.status = TopupStatus.PENDING.value
     row.released_by, row.released_at = event.actor, event.timestamp
+
+
+@TOPUPS.on(TopupRequest.CreditsQuoted)
+def credits_quoted(b: BatchBuilder, position: int, event: TopupRequest.CreditsQuoted) -> None:
+    row = b.touch_topup(position, event)
+    row.credit_unit, row.credit_rate, row.credits = event.unit, event.rate, event.credits

@@ -108,6 +108,10 @@ def topup_cloudevent(position: int, event: Any, topup: TopupRequest) -> tuple[st
         "actor": event.actor,
         "position": position,
     }
+    if topup.credits is not None:  # a wallet kept in a unit of account: what the money buys
+        data["credits"] = format_amount(topup.credits)
+        data["credit_unit"] = topup.credit_unit
+        data["credit_rate"] = _amount(topup.credit_rate)
     if step == "completed":
         data["payment_reference"] = topup.payment_reference
     if step in ("rejected", "cancelled"):

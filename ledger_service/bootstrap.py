@@ -38,6 +38,7 @@ from ledger_service.service.ledger import LedgerApplication
 from ledger_service.service.payments import MockPaymentProvider, PaymentProvider
 from ledger_service.service.stripe_checkout import StripeCheckoutProvider
 from ledger_service.store import LedgerRecorder
+from projections import migrations
 from projections.projector import Projector
 from projections.queries import ReadModels
 from projections.tables import ReadModelTables
@@ -275,8 +276,21 @@ def connector(container: Container) -> Callable[[], psycopg.Connection[Any]]:
 # -- read side ------------------------------------------------------------------------------
 
 
+def prepare_read_models(container: Container) -> list[int]:
+    """Bring the read models to this release's version when the settings let a process migrate
+    (the versions applied), else check them (raises ``SchemaBehind``/``SchemaAhead``)."""
+    tables = ReadModelTables(container.settings.read_models_schema)
+    with psycopg.connect(container.database_url) as conn:
+        if container.settings.migrates_on_start:
+            return [m.version for m in migrations.migrate(conn, tables)]
+        migrations.check(conn, tables)
+    return []
+
+
 def build_projector(container: Container, **overrides: Any) -> Projector:
-    """The read-model projection on the container's database (its tables created)."""
+    """The read-model projection on the container's database, its tables at this release's
+    version: migrated when the settings say a process may (``migrates_on_start``), else
+    checked (``SchemaBehind``/``SchemaAhead`` when they are not)."""
     settings, url = container.settings, container.database_url
     projector = Projector(
         lambda: psycopg.connect(url),
@@ -287,7 +301,7 @@ def build_projector(container: Container, **overrides: Any) -> Projector:
         listen=lambda: psycopg.AsyncConnection.connect(url),
         **overrides,
     )
-    projector.setup()
+    projector.setup(migrate=settings.migrates_on_start)
     return projector
 
 

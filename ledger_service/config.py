@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         default=None,
         description="postgresql:// URL of the event store; unset = embedded PostgreSQL",
     )
+    migrate_on_start: bool | None = Field(
+        default=None,
+        description="a process brings the read models to its version when it starts (unset: "
+        "outside production); else it refuses to start against another version, and "
+        "`ledger migrate` runs first",
+    )
     data_dir: Path = Path(".ledger-data")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
@@ -233,6 +239,12 @@ class Settings(BaseSettings):
         except LedgerError as exc:
             raise ValueError(f"LEDGER_CREDIT_RATES: {exc.message}") from None
         return self
+
+    @property
+    def migrates_on_start(self) -> bool:
+        if self.migrate_on_start is None:
+            return self.environment != "production"
+        return self.migrate_on_start
 
     @property
     def console_signing_secret(self) -> str:

@@ -34,14 +34,15 @@ from eventsourcing.persistence import Notification
 
 from ledger_service import metrics
 from ledger_service.follow import FollowLoop, ListenConnect, Wakeup
+from projections import migrations
 from projections.builder import PROJECTED_TOPIC_PREFIXES, BatchBuilder, needs_loading
+from projections.migrations import SETUP_LOCK_ID
 from projections.tables import PROJECTION_NAME, ReadModelTables
 from projections.writer import RowWriter
 
 log = structlog.get_logger(__name__)
 
 Connect = Callable[[], psycopg.Connection[Any]]
-SETUP_LOCK_ID = 0x6C65_6467_6572  # "ledger": one advisory lock for read-model DDL
 BeforeCommit = Callable[[int], None]
 
 
@@ -102,15 +103,18 @@ class Projector:
             self._conn.close()
             self._conn = None
 
-    def setup(self) -> None:
-        """Create the tables (idempotent) and this projection's position row.
+    def setup(self, *, migrate: bool = True) -> None:
+        """Bring the tables to this release's version (``migrate``), or refuse to go on with
+        tables of another (``projections.migrations``); then this projection's position row.
 
-        Serialised by an advisory lock: ``CREATE TABLE IF NOT EXISTS`` run concurrently (an API
-        replica and a projector starting together) can fail on the catalogue's unique index.
+        Serialised by an advisory lock: DDL run concurrently (an API replica and a projector
+        starting together) can fail on the catalogue's unique index.
         """
+        if migrate:
+            migrations.migrate(self.conn, self.tables)
+        else:
+            migrations.check(self.conn, self.tables)
         with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK_ID,))
-            self.conn.execute(self.tables.ddl())
             self.conn.execute(
                 f"INSERT INTO {self.tables['rm_projection_positions']} (name, position) "
                 "VALUES (%s, 0) ON CONFLICT (name) DO NOTHING",

@@ -30,7 +30,7 @@ ALL_TABLES = (
 )  # fmt: skip
 """Every read-model table; the positions table is last (it says how far the others are)."""
 
-_DDL = """
+BASELINE_DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.rm_wallet_balances (
     wallet_id uuid PRIMARY KEY,
@@ -287,6 +287,3 @@ class ReadModelTables:
         if table not in ALL_TABLES:
             raise KeyError(table)
         return f'"{self.schema}".{table}'
-
-    def ddl(self) -> str:
-        return _DDL.format(s=f'"{self.schema}"', name=self.schema)

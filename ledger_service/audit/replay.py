@@ -25,7 +25,8 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger_service.service.ledger import LedgerApplication
-from projections.projector import SETUP_LOCK_ID, NotificationSource, Projector
+from projections.migrations import MIGRATIONS_TABLE, SETUP_LOCK_ID
+from projections.projector import NotificationSource, Projector
 from projections.tables import ALL_TABLES, ENTRIES, ReadModelTables
 
 log = structlog.get_logger(__name__)
@@ -157,8 +158,9 @@ def swap_in(connect: Connect, build_schema: str, live_schema: str) -> None:
     with connect() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK_ID,))
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{live.schema}"')
-        for table in ALL_TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {live[table]}")
+        # The rebuilt tables are of this release's version: their migration record comes along.
+        for table in (*ALL_TABLES, MIGRATIONS_TABLE):
+            conn.execute(f'DROP TABLE IF EXISTS "{live.schema}".{table}')
             conn.execute(f'ALTER TABLE "{build_schema}".{table} SET SCHEMA "{live.schema}"')
         conn.execute(f'DROP SCHEMA "{build_schema}"')
 

@@ -16,6 +16,7 @@ from ledger_service.cli import (
     cycles,
     dlq,
     grants,
+    migrate,
     pools,
     positions,
     refunds,
@@ -34,6 +35,7 @@ cli.command()(run.project)
 cli.command()(tokens.token)
 cli.command("login-link")(console.login_link)
 cli.command("publish-sample")(sample.publish_sample)
+cli.command()(migrate.migrate)
 cli.command()(audit.verify)
 cli.command()(audit.replay)
 cli.command()(audit.history)

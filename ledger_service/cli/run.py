@@ -20,6 +20,7 @@ from ledger_service.bootstrap import (
     build_projector,
     build_relay,
     connector,
+    prepare_read_models,
 )
 from ledger_service.cli.shared import load_settings
 from ledger_service.ingestion.consumer import UsageConsumer
@@ -32,6 +33,7 @@ from ledger_service.runner import (
     run_until_signalled,
     serve_http,
 )
+from projections.migrations import SchemaAhead, SchemaBehind
 from projections.projector import follow_until_stopped
 from projections.tables import ReadModelTables
 
@@ -81,6 +83,8 @@ def _run_parts(
 ) -> None:
     settings = load_settings()
     with bootstrap(settings, with_broker=consume or reactions) as container:
+        if http or projections or reactions:  # the parts that read or write the read models
+            _read_models_ready(container)
         workers: dict[str, Worker] = {}
         checks: dict[str, ReadinessCheck] = {}
         if consume:
@@ -110,6 +114,19 @@ def _run_parts(
             )
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
             runner.run(run_until_signalled(workers))
+
+
+def _read_models_ready(container: Container) -> None:
+    """Migrated (where this process may) or of this release's version; else exit 1, saying
+    why, before serving anything."""
+    try:
+        applied = prepare_read_models(container)
+    except (SchemaBehind, SchemaAhead) as exc:
+        log.error("read_models_version_refused", reason=str(exc))
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if applied:
+        log.info("read_models_migrated", versions=applied)
 
 
 def _reaction_workers(container: Container) -> dict[str, Worker]:

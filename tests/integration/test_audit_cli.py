@@ -28,9 +28,12 @@ LEDGER = str(Path(sys.executable).parent / "ledger")
 D = Decimal
 
 
-def run_ledger(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    env |= {"LEDGER_DATABASE_URL": url, "LEDGER_LOG_LEVEL": "warning"}
+def run_ledger(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``ledger`` executable on ``url``, with ``env`` added to a clean LEDGER_ environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    env = clean | {"LEDGER_DATABASE_URL": url, "LEDGER_LOG_LEVEL": "warning"} | (env or {})
     return subprocess.run(
         [LEDGER, *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -340,6 +340,7 @@ def build_api(
     app = create_app(
         container.ledger,
         jwt_secret=settings.jwt_secret,
+        jwt_previous_secrets=tuple(settings.jwt_previous_secrets),
         open_reads=read_models_opener(settings, container.database_url),
         read_wait_timeout_s=settings.read_wait_timeout_ms / 1000,
         projection_lag_events_max=settings.readyz_projection_lag_events_max,

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".ledger-data")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    ops_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="where consume, project and react serve /healthz, /readyz and /metrics "
+        "(unset: they serve nothing; the API's port serves them for serve and run)",
+    )  # fmt: skip
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool | None = Field(default=None, description="unset = JSON unless on a TTY")
     db_pool_size: int = Field(default=8, ge=1, le=200)
@@ -47,6 +52,11 @@ class Settings(BaseSettings):
     command_retry_count_max: int = Field(default=8, ge=0, le=100)
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     # -- read side (projections and the HTTP API) ------------------------------------------
+    jwt_previous_secrets: list[str] = Field(
+        default_factory=list,
+        description='secrets still accepted for tokens (never used to sign), JSON: ["old"]; '
+        "while rotating LEDGER_JWT_SECRET, tokens signed with the old one stay valid",
+    )
     read_models_schema: str = Field(
         default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema of rm_* tables"
     )
@@ -214,6 +224,10 @@ class Settings(BaseSettings):
     notifications_topic: str = "ledger.notifications.v1"
     reactions_poll_interval_ms: int = Field(default=500, ge=10, le=60_000)
     reactions_batch_size_max: int = Field(default=500, ge=1, le=10_000)
+    shutdown_timeout_s: float = Field(
+        default=20.0, gt=0, le=600,
+        description="after SIGTERM, how long the parts get to finish (then cancelled, exit 1)",
+    )  # fmt: skip
     cycle_check_interval_s: float = Field(
         default=60.0, gt=0, le=86_400, description="how often due billing cycles are started"
     )

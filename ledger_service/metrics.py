@@ -35,6 +35,22 @@ INGESTION_READY = Gauge(
     "1 while the consumer can reach the broker and the event store.",
 )
 
+INGESTION_COMMIT_LAG_SECONDS = Histogram(
+    "ledger_ingestion_commit_lag_seconds",
+    "Time from a usage event's produce (its Kafka timestamp) to the commit of its deduction.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INGESTION_LAST_COMMIT = Gauge(
+    "ledger_ingestion_last_commit_timestamp_seconds",
+    "Unix time of the consumer's last committed batch (a stall: it stops moving while "
+    "records wait).",
+)
+INGESTION_RECORDS_BEHIND = Gauge(
+    "ledger_ingestion_records_behind",
+    "Records in the consumer's partitions not consumed yet (high watermark minus position, "
+    "after each poll).",
+)
+
 # -- projections ----------------------------------------------------------------------------
 PROJECTION_EVENTS = Counter(
     "ledger_projection_events_total",
@@ -59,6 +75,18 @@ PROJECTION_LAG_EVENTS = Gauge(
     "Event-store head minus projection position, at /readyz.",
 )
 
+TOPUP_STEPS = Counter(
+    "ledger_topup_steps_total",
+    "Top-up requests reaching a status, as projected (requested, needs_review, invoiced, "
+    "completed, rejected, cancelled).",
+    ["status"],
+)
+ALERTS_RAISED = Counter(
+    "ledger_alerts_raised_total",
+    "Wallet alerts raised, as projected, by alert kind.",
+    ["alert"],
+)
+
 # -- HTTP API -------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
     "ledger_http_requests_total",
@@ -70,6 +98,11 @@ HTTP_REQUEST_SECONDS = Histogram(
     "HTTP request latency, by method and route template.",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+READY = Gauge(
+    "ledger_ready",
+    "1 when the last /readyz answered ready, 0 when it did not (flapping: it changes often).",
 )
 
 # -- payments -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Runs the service's long-lived parts in one asyncio loop and stops them together.
 
 The runner owns SIGINT/SIGTERM: on the first signal every part is asked to finish what it has in
-flight (HTTP requests drain; later the consumer finishes its batch) and the process exits 0. A
-second SIGINT forces the HTTP server down.
+flight (HTTP requests drain; the consumer finishes its batch and leaves its group) and the
+process exits 0, within ``LEDGER_SHUTDOWN_TIMEOUT_S``: a part still running then is cancelled
+and the process exits non-zero (``shutdown_timed_out``).
 
 A part that raises is handled one of two ways, chosen per part by ``cli/run.py``:
 
@@ -33,6 +34,8 @@ from ledger_service.follow import pause
 
 log = structlog.get_logger(__name__)
 
+SHUTDOWN_TIMEOUT_S = 20.0
+"""How long the parts get to finish after a stop signal (Kubernetes waits 30 s by default)."""
 StopSignal = asyncio.Event
 Worker = Callable[[StopSignal], Coroutine[Any, Any, None]]
 
@@ -62,28 +65,46 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: StopSignal) -> No
             raise RuntimeError(f"HTTP server could not start on {host}:{port}")
 
 
-async def run_until_signalled(workers: dict[str, Worker]) -> None:
-    """Run every worker until a signal (or one worker's end) asks all of them to stop."""
+async def run_until_signalled(
+    workers: dict[str, Worker], *, shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S
+) -> None:
+    """Run every worker until a signal (or one worker's end) asks all of them to stop; then
+    give them ``shutdown_timeout_s`` to finish what is in flight. A part still running then is
+    cancelled (a consumer's batch is one transaction: cancelled, it wrote nothing) and the
+    process fails, so that a stop that hangs is seen."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _on_signal, stop, sig)
     tasks = {asyncio.create_task(worker(stop), name=name): name for name, worker in workers.items()}
     log.info("service_started", parts=sorted(workers))
-    try:
+
+    async def stop_when_one_fails_or_all_end() -> None:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+
+    watcher = asyncio.create_task(stop_when_one_fails_or_all_end())
+    try:
+        await stop.wait()
+        _, stuck = await asyncio.wait(tasks, timeout=shutdown_timeout_s)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        watcher.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    if stuck:
+        parts = sorted(tasks[t] for t in stuck)
+        log.error("shutdown_timed_out", parts=parts, timeout_s=shutdown_timeout_s)
+        raise TimeoutError(f"{', '.join(parts)} did not stop within {shutdown_timeout_s} s")
     failures = [
-        (tasks[t], r) for t, r in zip(tasks, results, strict=True) if isinstance(r, BaseException)
+        (tasks[t], t.exception()) for t in tasks if not t.cancelled() and t.exception() is not None
     ]
     for name, error in failures:
         log.error("service_part_failed", part=name, error=repr(error))
     if failures:
-        raise failures[0][1]
+        raise failures[0][1]  # type: ignore[misc]
     log.info("service_stopped")
 
 

@@ -33,6 +33,8 @@ import structlog
 from eventsourcing.persistence import Notification
 
 from ledger_service import metrics
+from ledger_service.domain.topup import TopupRequest
+from ledger_service.domain.wallet import Wallet
 from ledger_service.follow import FollowLoop, ListenConnect, Wakeup
 from projections import migrations
 from projections.builder import PROJECTED_TOPIC_PREFIXES, BatchBuilder, needs_loading
@@ -43,6 +45,15 @@ from projections.writer import RowWriter
 log = structlog.get_logger(__name__)
 
 Connect = Callable[[], psycopg.Connection[Any]]
+TOPUP_STEPS: dict[type[Any], str] = {
+    TopupRequest.Requested: "requested",
+    TopupRequest.Flagged: "needs_review",
+    TopupRequest.Invoiced: "invoiced",
+    TopupRequest.Completed: "completed",
+    TopupRequest.Rejected: "rejected",
+    TopupRequest.Cancelled: "cancelled",
+}
+"""The top-up events that move a request to a status (``ledger_topup_steps_total``)."""
 BeforeCommit = Callable[[int], None]
 
 
@@ -206,6 +217,12 @@ class Projector:
             written_at = events[-1][1].timestamp
             lag = (datetime.now(UTC) - written_at).total_seconds()
             metrics.PROJECTION_LAG_SECONDS.observe(max(lag, 0.0))
+        for _, event in events:
+            step = TOPUP_STEPS.get(type(event))
+            if step is not None:
+                metrics.TOPUP_STEPS.labels(step).inc()
+            elif type(event) is Wallet.AlertRaised:
+                metrics.ALERTS_RAISED.labels(event.alert).inc()
 
     # -- rebuilding into private tables (ledger replay) --------------------------------------
 

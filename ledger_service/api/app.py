@@ -39,6 +39,7 @@ def create_app(
     ledger: LedgerApplication,
     *,
     jwt_secret: str = "",
+    jwt_previous_secrets: tuple[str, ...] = (),
     open_reads: ReadsOpener | None = None,
     read_wait_timeout_s: float = 2.0,
     projection_lag_events_max: int = 100_000,
@@ -53,7 +54,7 @@ def create_app(
     without one has no webhook endpoint)."""
     state = ApiState(
         ledger=ledger,
-        authenticate=Authenticator(jwt_secret),
+        authenticate=Authenticator(jwt_secret, jwt_previous_secrets),
         read_wait_timeout_s=read_wait_timeout_s,
         webhook_secrets=dict(webhook_secrets or {}),
         aggregate_timeout_s=aggregate_timeout_s,
@@ -94,6 +95,18 @@ def create_app(
     return app
 
 
+def create_ops_app(
+    ledger: LedgerApplication, readiness_checks: dict[str, ReadinessCheck] | None = None
+) -> FastAPI:
+    """``/healthz``, ``/readyz`` and ``/metrics`` alone: what a process without the API
+    (``consume``, ``project``, ``react``) serves for its supervisor and Prometheus."""
+    state = ApiState(ledger=ledger, authenticate=Authenticator(""), read_wait_timeout_s=0.0)
+    app = FastAPI(title="Ledger service (operations)", openapi_url=None, docs_url=None,
+                  redoc_url=None)  # fmt: skip
+    _ops_routes(app, state, 0, readiness_checks or {})
+    return app
+
+
 def _ops_routes(
     app: FastAPI, state: ApiState, lag_max: int, checks: dict[str, ReadinessCheck]
 ) -> None:
@@ -115,6 +128,7 @@ def _ops_routes(
         for name, check in checks.items():
             await _check(results, name, check())
         ready = all(value == "ok" for value in results.values())
+        metrics.READY.set(1 if ready else 0)
         body = {"status": "ready" if ready else "unavailable", "checks": results, **detail}
         if not ready:
             log.warning("not_ready", checks=results)

@@ -69,12 +69,15 @@ class Authenticator:
 
     Verifying a token (HMAC, base64, JSON) costs ~75 us, a large share of a balance read; a
     client sends the same token many times. The cache is bounded and simply cleared when full.
+    ``previous_secrets`` are still accepted (never used to sign): while a secret is rotated,
+    tokens signed with the old one stay valid until they expire.
     """
 
     cache_size_max = 10_000
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, previous_secrets: tuple[str, ...] = ()) -> None:
         self.secret = secret
+        self.previous_secrets = previous_secrets
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     def __call__(self, authorization: str | None) -> Principal:
@@ -82,7 +85,7 @@ class Authenticator:
             cached = self._verified.get(authorization)
             if cached is not None and cached[1] > time.time():
                 return cached[0]
-        principal, expires_at = verify(authorization, self.secret)
+        principal, expires_at = verify(authorization, self.secret, self.previous_secrets)
         if len(self._verified) >= self.cache_size_max:
             self._verified.clear()
         assert authorization is not None
@@ -98,26 +101,33 @@ def authenticate(authorization: str | None, secret: str) -> Principal:
     return verify(authorization, secret)[0]
 
 
-def verify(authorization: str | None, secret: str) -> tuple[Principal, float]:
-    """The caller and the time its token expires; ``ApiError`` 401 when it is not valid."""
+def verify(
+    authorization: str | None, secret: str, previous_secrets: tuple[str, ...] = ()
+) -> tuple[Principal, float]:
+    """The caller and the time its token expires; ``ApiError`` 401 when it is not valid.
+    A token whose signature is not ``secret``'s may be one of ``previous_secrets``'."""
     if not authorization:
         raise _unauthenticated("a bearer token is required")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _unauthenticated("the Authorization header must be 'Bearer <token>'")
-    try:
-        claims = jwt.decode(
-            token.strip(),
-            secret,
-            algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp"]},
-            leeway=LEEWAY_S,
-        )
-    except jwt.ExpiredSignatureError:
-        raise _unauthenticated("the token has expired") from None
-    except jwt.InvalidTokenError as exc:
-        raise _unauthenticated(f"invalid token: {exc}") from None
-    return _principal_of(claims), float(claims["exp"])
+    for key in (secret, *previous_secrets):
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                key,
+                algorithms=[ALGORITHM],
+                options={"require": ["sub", "exp"]},
+                leeway=LEEWAY_S,
+            )
+        except jwt.InvalidSignatureError:
+            continue  # another key's, perhaps
+        except jwt.ExpiredSignatureError:
+            raise _unauthenticated("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise _unauthenticated(f"invalid token: {exc}") from None
+        return _principal_of(claims), float(claims["exp"])
+    raise _unauthenticated("invalid token: Signature verification failed")
 
 
 def _principal_of(claims: dict[str, Any]) -> Principal:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import structlog
 import typer
 
-from ledger_service.api.app import ReadinessCheck
+from ledger_service.api.app import ReadinessCheck, create_ops_app
 from ledger_service.bootstrap import (
     Container,
     bootstrap,
@@ -103,6 +103,11 @@ def _run_parts(
                 url=f"{settings.public_url}/console",
                 sign_in="ledger login-link --sub ops --scopes billing.manage",
             )
+        elif settings.ops_port is not None:  # probes and metrics for the other roles
+            ops = create_ops_app(container.ledger, readiness_checks=checks)
+            workers["ops"] = functools.partial(
+                serve_http, ops, settings.http_host, settings.ops_port
+            )
         if projections:
             workers["projections"] = restarting(
                 "projections",
@@ -113,7 +118,7 @@ def _run_parts(
                 ),
             )
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-            runner.run(run_until_signalled(workers))
+            runner.run(run_until_signalled(workers, shutdown_timeout_s=settings.shutdown_timeout_s))
 
 
 def _read_models_ready(container: Container) -> None:

@@ -14,6 +14,7 @@ ready and retries with backoff; it never skips or dead-letters because of an out
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,13 @@ from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRa
 
 from ledger_service.ingestion.batch import BatchOutcome, UsageIngestor
 from ledger_service.ingestion.records import Consumed, DeadLetter
-from ledger_service.metrics import INGESTION_BATCH_SECONDS, INGESTION_READY
+from ledger_service.metrics import (
+    INGESTION_BATCH_SECONDS,
+    INGESTION_COMMIT_LAG_SECONDS,
+    INGESTION_LAST_COMMIT,
+    INGESTION_READY,
+    INGESTION_RECORDS_BEHIND,
+)
 from ledger_service.service.runner import StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -141,6 +148,7 @@ class UsageConsumer:
                 await asyncio.sleep(0.05)
                 continue
             self._set_ready(True)
+            await self._observe_backlog()
             for partition, records in batches.items():
                 async with self._batch_lock:
                     if partition not in self._consumer.assignment():
@@ -170,6 +178,7 @@ class UsageConsumer:
                     return
                 continue
             self._set_ready(True)
+            _observe_commit(records)
             if self.on_committed is not None:
                 self.on_committed(records, outcome)
             return
@@ -188,6 +197,21 @@ class UsageConsumer:
                 partition=records[0].partition,
             )
         return await task
+
+    async def _observe_backlog(self) -> None:
+        """Records behind, from the high watermarks the last fetches reported."""
+        assert self._consumer is not None
+        behind = 0
+        for partition in self._consumer.assignment():
+            high = self._consumer.highwater(partition)
+            if high is None:
+                continue
+            try:  # known after a fetch; a partition being reassigned is skipped
+                position = await asyncio.wait_for(self._consumer.position(partition), 0.5)
+            except (KafkaError, TimeoutError, AssertionError):
+                continue
+            behind += max(high - position, 0)
+        INGESTION_RECORDS_BEHIND.set(behind)
 
     def _set_ready(self, ready: bool) -> None:
         self.ready = ready
@@ -259,3 +283,12 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _observe_commit(records: list[Consumed]) -> None:
+    """Produce-to-commit latency of the batch's records, and when the consumer last committed."""
+    now = time.time()
+    INGESTION_LAST_COMMIT.set(now)
+    for record in records:
+        if record.timestamp_ms > 0:
+            INGESTION_COMMIT_LAG_SECONDS.observe(max(now - record.timestamp_ms / 1000, 0.0))

@@ -61,9 +61,11 @@ def test_a_cached_token_is_verified_again_once_it_expires(
     verified: list[str | None] = []
     real_verify = auth.verify
 
-    def counting_verify(header: str | None, secret: str) -> tuple[Principal, float]:
+    def counting_verify(
+        header: str | None, secret: str, previous: tuple[str, ...] = ()
+    ) -> tuple[Principal, float]:
         verified.append(header)
-        return real_verify(header, secret)
+        return real_verify(header, secret, previous)
 
     monkeypatch.setattr(auth, "verify", counting_verify)
     authenticate = Authenticator(SECRET)
@@ -97,3 +99,21 @@ def test_ledger_token_mints_a_token_for_the_configured_secret(
     assert (claims["company_id"], claims["scopes"]) == ("acme", ["billing.view"])
     operator = mint_token(SECRET, subject="o", company_id=None, scopes=["billing.manage"], ttl_s=60)
     assert Authenticator(SECRET)("Bearer " + operator).is_operator
+
+
+def test_while_a_secret_is_rotated_tokens_of_the_previous_one_stay_valid() -> None:
+    old, new, other = "o" * 32, "n" * 32, "x" * 32
+    rotating = Authenticator(new, previous_secrets=(old,))
+
+    def token(secret: str) -> str:
+        minted = mint_token(secret, subject="s", company_id="acme", scopes=["billing.view"],
+                            ttl_s=60)  # fmt: skip
+        return f"Bearer {minted}"
+
+    assert rotating(token(old)).company_id == "acme"
+    assert rotating(token(new)).company_id == "acme"
+    with pytest.raises(ApiError) as refused:
+        rotating(token(other))
+    assert refused.value.status == 401
+    with pytest.raises(ApiError):
+        Authenticator(new)(token(old))

@@ -4,6 +4,8 @@ raised, logged and the part restarted - never swallowed by a loop that carries o
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
@@ -108,6 +110,26 @@ async def test_a_failing_part_that_is_not_restarted_stops_the_service() -> None:
     with structlog.testing.capture_logs() as logs, pytest.raises(ZeroDivisionError):
         await asyncio.wait_for(run_until_signalled({"bug": buggy, "other": waits}), 5)
     assert [e["part"] for e in logs if e["event"] == "service_part_failed"] == ["bug"]
+
+
+async def test_a_signal_stops_every_part_and_a_part_that_will_not_stop_is_cut_off() -> None:
+    async def prompt(stop: StopSignal) -> None:
+        await stop.wait()
+
+    async def stubborn(stop: StopSignal) -> None:
+        await stop.wait()
+        await asyncio.sleep(60)  # a batch that never ends
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(run_until_signalled({"a": prompt, "b": prompt}), 5)
+
+    loop.call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+    started = loop.time()
+    with structlog.testing.capture_logs() as logs, pytest.raises(TimeoutError):
+        await run_until_signalled({"fine": prompt, "stuck": stubborn}, shutdown_timeout_s=0.3)
+    assert loop.time() - started < 5, "bounded"
+    assert [e["parts"] for e in logs if e["event"] == "shutdown_timed_out"] == [["stuck"]]
 
 
 async def test_pause_returns_as_soon_as_stop_is_set() -> None:

@@ -103,7 +103,10 @@ def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
         "SINGLE_ROW_TRACKING": "y",
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size_max),
         "AGGREGATE_CACHE_FASTFORWARD": "y",
-        "CREATE_TABLE": "y",
+        # The event store's DDL runs where the read models' migrations may (``ledger migrate``,
+        # or a process allowed to migrate on start): never in a fleet of production pods
+        # starting at once, whose concurrent ALTERs fail each other.
+        "CREATE_TABLE": "y" if settings.migrates_on_start else "n",
     }
 
 

@@ -34,6 +34,7 @@ from psycopg.sql import SQL, Identifier
 from ledger_service.service.runner import CommandRecord, UsageKey
 
 COMMANDS_TABLE = "ledger_commands"
+STORE_DDL_LOCK_ID = 0x6C65_6467_6573  # serialises the event store's DDL across processes
 USAGE_KEYS_TABLE = "ledger_usage_keys"
 
 
@@ -127,6 +128,12 @@ class LedgerRecorder(PostgresProcessRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        """The library's DDL and ours, one process at a time: ``ADD COLUMN IF NOT EXISTS`` run
+        concurrently fails with "tuple concurrently updated" even when the column exists."""
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (STORE_DDL_LOCK_ID,))
+        super()._create_table(curs)
 
     def _insert_events(
         self,

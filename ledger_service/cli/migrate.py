@@ -17,9 +17,11 @@ def migrate(
         False, "--check", help="apply nothing; exit 1 unless the read models are this release's"
     ),
 ) -> None:
-    """Apply the read-model migrations this database has not had, oldest first, each once
-    (safe to run again, and from several places at once)."""
-    settings = load_settings()
+    """Create the event store's tables if missing and apply the read-model migrations this
+    database has not had, oldest first, each once (safe to run again, and from several places
+    at once)."""
+    # This is the process allowed to create and alter tables: the event store's too.
+    settings = load_settings().model_copy(update={"migrate_on_start": True})
     tables = ReadModelTables(settings.read_models_schema)
     with bootstrap(settings) as container, psycopg.connect(container.database_url) as conn:
         try:

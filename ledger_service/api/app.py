@@ -22,6 +22,7 @@ from ledger_service import metrics
 from ledger_service.api.auth import Authenticator
 from ledger_service.api.context import RequestContextMiddleware
 from ledger_service.api.errors import ERROR_RESPONSES, install_error_handlers
+from ledger_service.api.fast_holds import install_fast_holds
 from ledger_service.api.routes import ApiState, payments, router
 from ledger_service.api.routes.auto_open import WalletDefaults
 from ledger_service.service.hold_batcher import HoldBatcher
@@ -48,6 +49,7 @@ def create_app(
     webhook_secrets: Mapping[str, str] | None = None,
     aggregate_timeout_s: float = 0.5,
     wallet_defaults: WalletDefaults | None = None,
+    fast_holds: bool = True,
 ) -> FastAPI:
     """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``).
     ``webhook_secrets``: provider -> the secret its webhooks are signed with (a provider
@@ -92,6 +94,8 @@ def create_app(
     app.include_router(router)
     app.include_router(payments.public_router, prefix="/v1", responses=ERROR_RESPONSES)
     _ops_routes(app, state, projection_lag_events_max, readiness_checks or {})
+    if fast_holds:
+        install_fast_holds(app, state)
     return app
 
 

@@ -9,10 +9,19 @@ in sync. Change it only compatibly; a breaking change is a new topic version.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+)
 
 from ledger_service.domain.money import UNSIGNED_AMOUNT_PATTERN
 
@@ -20,6 +29,19 @@ USAGE_EVENT_TYPE = "message.sent"
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
 Key = Annotated[StrictStr, Field(pattern=KEY_PATTERN)]
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: object) -> object:
+    """The contract's ``format: date-time``: pydantic alone would take a Unix time (a number
+    or a numeric string) or a bare date as a time, which the contract forbids."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("time must be an RFC 3339 date-time with its offset")
+    return value
 
 
 class UsageEventData(BaseModel):
@@ -51,7 +73,9 @@ class UsageEvent(BaseModel):
     id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     source: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     type: Literal["message.sent"]
-    time: datetime | None = None
+    time: Annotated[AwareDatetime, BeforeValidator(_rfc3339)] | None = Field(
+        default=None, description="RFC 3339, with its offset (a number or a bare date is refused)"
+    )
     subject: StrictStr | None = None
     datacontenttype: Literal["application/json"] | None = None
     data: UsageEventData

@@ -1,0 +1,154 @@
+"""Hostile usage records: the decoder, fed arbitrary bytes, keys and headers and near-valid
+CloudEvents, only ever answers a ``Usage`` or a dead letter with a known code, and accepts no
+record the published contract (``schemas/usage_event.v1.schema.json``) forbids."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger_service.domain.usage import Usage
+from ledger_service.ingestion.decode import decode
+from ledger_service.ingestion.records import Consumed, DeadLetter
+
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "schemas" / "usage_event.v1.schema.json").read_text()
+)
+CONTRACT = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+CODES = {"MALFORMED_JSON", "SCHEMA_VIOLATION", "UNKNOWN_TYPE", "KEY_MISMATCH"}
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+headers = st.lists(st.tuples(st.text(max_size=12), st.binary(max_size=24)), max_size=4)
+keys = st.none() | st.binary(max_size=24) | st.just(b"acme")
+
+
+def valid_event() -> dict[str, Any]:
+    return {
+        "specversion": "1.0", "id": "msg-1", "source": "//messaging/whatsapp",
+        "type": "message.sent", "time": "2026-11-22T10:00:00Z", "subject": "acme",
+        "datacontenttype": "application/json",
+        "data": {"company_id": "acme", "waba_id": "waba-1", "conversation_id": "c-1",
+                 "category": "marketing", "status": "delivered", "units": 2,
+                 "unit_price": "0.0125", "currency": "USD"},
+    }  # fmt: skip
+
+
+# Near-valid: the valid event with one to three of its fields replaced, removed or joined by
+# something else, at the top level or in `data`, including the values a sloppy producer sends
+# (numbers as strings, floats, negative or huge units, padded ids, other time formats).
+TRICKY = [
+    None, "", " ", "1", "2.5", 0, -1, 10_001, 2**63, 1.5, 1e300, True,
+    "acme\n", " acme", "ACME", "a" * 65, "x" * 300, "0.01", "-0.01", "1e-3", "0.12345678",
+    "2026-11-22", "1700000000", 1_700_000_000, "2026-11-22T10:00:00", "not a time",
+    "failed", "read", "message.sent", "1.0", "EUR", "usd", [], {}, ["acme"],
+    "2026-11-22T10:00:00+05:30", "2026-11-22T10:00:00.5Z", "2026-11-22 10:00:00Z",
+]  # fmt: skip
+tricky = st.sampled_from(TRICKY)
+PATHS = [
+    ("specversion",), ("id",), ("source",), ("type",), ("time",), ("subject",),
+    ("datacontenttype",), ("data",), ("data", "company_id"), ("data", "waba_id"),
+    ("data", "conversation_id"), ("data", "category"), ("data", "status"), ("data", "units"),
+    ("data", "unit_price"), ("data", "currency"), ("data", "extra"), ("extra",),
+]  # fmt: skip
+paths = st.sampled_from(PATHS)
+edits = st.lists(st.tuples(paths, st.one_of(tricky, json_values, st.just(...))), max_size=3)
+
+
+def edited(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
+    document = valid_event()
+    for path, value in changes:
+        parent: Any = document
+        for part in path[:-1]:
+            if not isinstance(parent.get(part), dict):
+                parent[part] = {}
+            parent = parent[part]
+        if value is ...:
+            parent.pop(path[-1], None)  # removed
+        else:
+            parent[path[-1]] = value
+    return document
+
+
+def check(record: Consumed, document: Any = None) -> Usage | DeadLetter:
+    decided = decode(record)  # raising anything here is the failure this test looks for
+    if isinstance(decided, DeadLetter):
+        assert decided.code in CODES, decided
+        assert decided.message, decided
+        assert decided.record is record
+        return decided
+    assert isinstance(decided, Usage)
+    assert document is not None, "only a JSON CloudEvent can be a usage event"
+    errors = sorted(CONTRACT.iter_errors(document), key=str)
+    assert not errors, f"accepted what the contract forbids: {errors[0].message} in {document}"
+    data = document["data"]
+    assert record.key in (None, data["company_id"].encode()), "the key is the company"
+    assert (decided.company_id, decided.waba_id, decided.units) == (
+        data["company_id"], data["waba_id"], data.get("units", 1)
+    )  # fmt: skip
+    price = data.get("unit_price")
+    assert decided.unit_price == (None if price is None else Decimal(price))
+    return decided
+
+
+@FUZZ
+@given(value=st.none() | st.binary(max_size=200), key=keys, record_headers=headers)
+def test_arbitrary_bytes_are_dead_letters(
+    value: bytes | None, key: bytes | None, record_headers: list[tuple[str, bytes]]
+) -> None:
+    record = Consumed("t", 0, 1, key, value, tuple(record_headers))
+    try:
+        document = None if value is None else json.loads(value)
+    except ValueError:
+        document = None
+    check(record, document)
+
+
+@FUZZ
+@given(document=json_values, key=keys)
+def test_arbitrary_json_is_decided(document: Any, key: bytes | None) -> None:
+    check(Consumed("t", 0, 1, key, json.dumps(document).encode()), document)
+
+
+@FUZZ
+@given(changes=edits, key=keys, record_headers=headers)
+def test_near_valid_cloudevents_are_accepted_only_within_the_contract(
+    changes: list[tuple[tuple[str, ...], Any]],
+    key: bytes | None,
+    record_headers: list[tuple[str, bytes]],
+) -> None:
+    document = edited(changes)
+    value = json.dumps(document).encode()
+    check(Consumed("t", 0, 1, key, value, tuple(record_headers)), document)
+
+
+def test_every_single_edit_of_every_field_is_decided_within_the_contract() -> None:
+    """Each tricky value in each place, and each field removed: all of them, not a sample."""
+    accepted = 0
+    for path in PATHS:
+        for value in [*TRICKY, ...]:
+            document = edited([(path, value)])
+            decided = check(Consumed("t", 0, 1, b"acme", json.dumps(document).encode()), document)
+            accepted += isinstance(decided, Usage)
+    assert accepted > 50, "the edits must leave some events valid, or this proves little"
+
+
+def test_the_valid_event_is_accepted_so_the_fuzz_starts_from_the_contract() -> None:
+    document = valid_event()
+    assert not list(CONTRACT.iter_errors(document))
+    assert isinstance(check(Consumed("t", 0, 1, b"acme", json.dumps(document).encode()),
+                            document), Usage)  # fmt: skip

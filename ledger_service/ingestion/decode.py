@@ -1,4 +1,10 @@
-"""Bytes to a validated ``Usage``, or the reason it cannot be one."""
+"""Bytes to a validated ``Usage``, or the reason it cannot be one.
+
+Both CloudEvents Kafka modes are read: *structured* (the whole event as the JSON value) and
+*binary* (the attributes as ``ce_*`` headers, ``content-type`` as the data's media type, the
+data alone as the value), which many producers' SDKs default to. A binary event is rebuilt as
+the structured document it stands for and validated by the same contract.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,10 @@ def decode(record: Consumed) -> Usage | DeadLetter:
         document = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return DeadLetter(record, "MALFORMED_JSON", f"not JSON: {exc}"[:MESSAGE_LENGTH_MAX])
+    if _is_binary_mode(record):
+        document = _structured(record, document)
+        if isinstance(document, DeadLetter):
+            return document
     if not isinstance(document, dict):
         return DeadLetter(record, "SCHEMA_VIOLATION", "a CloudEvent must be a JSON object")
     event_type = document.get("type")
@@ -51,6 +61,36 @@ def decode(record: Consumed) -> Usage | DeadLetter:
         unit_price=None if data.unit_price is None else parse_amount(data.unit_price),
         currency=data.currency,
     )
+
+
+BINARY_PREFIX = "ce_"
+CONTENT_TYPE = "content-type"
+
+
+def _is_binary_mode(record: Consumed) -> bool:
+    return any(name == "ce_specversion" for name, _ in record.headers)
+
+
+def _structured(record: Consumed, data: object) -> dict[str, object] | DeadLetter:
+    """The structured event a binary-mode record stands for (its headers' attributes and
+    ``data``); a header that is not UTF-8, or a data media type other than JSON, refused."""
+    document: dict[str, object] = {"data": data}
+    for name, value in record.headers:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            return DeadLetter(record, "SCHEMA_VIOLATION", f"header {name!r} is not UTF-8")
+        if name.startswith(BINARY_PREFIX):
+            document[name[len(BINARY_PREFIX) :]] = text
+        elif name.lower() == CONTENT_TYPE:
+            media_type = text.split(";")[0].strip()
+            if media_type != "application/json":
+                return DeadLetter(
+                    record, "SCHEMA_VIOLATION", f"binary-mode data of type {media_type!r}: "
+                    "the usage event's data is application/json",
+                )  # fmt: skip
+            document["datacontenttype"] = media_type
+    return document
 
 
 def _summary(exc: ValidationError) -> str:

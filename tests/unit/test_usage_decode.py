@@ -106,3 +106,24 @@ def test_checked_in_json_schema_matches_the_model() -> None:
     assert SCHEMA_FILE.read_text() == usage_event_json_schema(), (
         "regenerate: python -m schemas.usage_event > schemas/usage_event.v1.schema.json"
     )
+
+
+def binary(document: dict[str, Any], **extra_headers: bytes) -> Consumed:
+    """The CloudEvents Kafka binding's binary mode: attributes as ce_* headers, data alone."""
+    headers = [(f"ce_{k}", str(v).encode()) for k, v in document.items()
+               if k not in ("data", "datacontenttype")]  # fmt: skip
+    headers += [(name.replace("_", "-"), value) for name, value in extra_headers.items()]
+    return Consumed("t", 0, 7, b"acme", json.dumps(document["data"]).encode(), tuple(headers))
+
+
+def test_binary_mode_records_decode_as_their_structured_event() -> None:
+    structured = decode(record(json.dumps(event()).encode()))
+    assert isinstance(structured, Usage)
+    assert decode(binary(event(), content_type=b"application/json")) == structured
+    assert decode(binary(event())) == structured, "content-type is optional"
+    refused = decode(binary(event(), content_type=b"text/plain"))
+    assert isinstance(refused, DeadLetter)
+    assert refused.code == "SCHEMA_VIOLATION"
+    untyped = event()
+    del untyped["type"]
+    assert getattr(decode(binary(untyped)), "code", None) == "UNKNOWN_TYPE"

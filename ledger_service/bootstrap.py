@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger_service.api.app import ReadinessCheck, ReadsOpener, create_app
+from ledger_service.api.auth import JwtKeys
 from ledger_service.api.routes.auto_open import WalletDefaults
 from ledger_service.api.routes.dependencies import ApiState
 from ledger_service.config import Settings
@@ -342,8 +343,8 @@ def build_api(
     build_projector(container).close()
     app = create_app(
         container.ledger,
-        jwt_secret=settings.jwt_secret,
-        jwt_previous_secrets=tuple(settings.jwt_previous_secrets),
+        jwt_keys=jwt_keys(settings),
+        body_max_bytes=settings.http_body_max_bytes,
         open_reads=read_models_opener(settings, container.database_url),
         read_wait_timeout_s=settings.read_wait_timeout_ms / 1000,
         projection_lag_events_max=settings.readyz_projection_lag_events_max,
@@ -362,6 +363,14 @@ def build_api(
     )
     app.mount("/console", build_console(container, app.state.api))
     return app
+
+
+def jwt_keys(settings: Settings) -> JwtKeys:
+    """The keys, issuer and audience bearer tokens are signed and checked with."""
+    return JwtKeys(
+        settings.jwt_secret, settings.jwt_key_id, dict(settings.jwt_previous_secrets),
+        settings.jwt_issuer, settings.jwt_audience,
+    )  # fmt: skip
 
 
 def build_console(container: Container, api: ApiState) -> FastAPI:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".ledger-data")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    http_body_max_bytes: int = Field(
+        default=1_048_576, ge=1024, le=64 * 1_048_576,
+        description="request bodies above this are refused with 413 PAYLOAD_TOO_LARGE",
+    )  # fmt: skip
     ops_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="where consume, project and react serve /healthz, /readyz and /metrics "
@@ -52,10 +56,20 @@ class Settings(BaseSettings):
     command_retry_count_max: int = Field(default=8, ge=0, le=100)
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     # -- read side (projections and the HTTP API) ------------------------------------------
-    jwt_previous_secrets: list[str] = Field(
-        default_factory=list,
-        description='secrets still accepted for tokens (never used to sign), JSON: ["old"]; '
-        "while rotating LEDGER_JWT_SECRET, tokens signed with the old one stay valid",
+    jwt_key_id: str | None = Field(
+        default=None, max_length=64,
+        description="the kid header of tokens signed with LEDGER_JWT_SECRET (key rotation)",
+    )  # fmt: skip
+    jwt_previous_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="earlier secrets by key id, still accepted (never used to sign), JSON: "
+        '{"2026-10": "..."}; while LEDGER_JWT_SECRET is rotated, both keys are valid',
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="when set, every token must carry this iss (and is minted so)"
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="when set, every token must carry this aud (and is minted so)"
     )
     read_models_schema: str = Field(
         default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema of rm_* tables"

@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger_service import metrics
-from ledger_service.api.auth import Authenticator
+from ledger_service.api.auth import Authenticator, JwtKeys
+from ledger_service.api.body_limit import BODY_MAX_BYTES_DEFAULT, BodySizeLimit
 from ledger_service.api.context import RequestContextMiddleware
 from ledger_service.api.errors import ERROR_RESPONSES, install_error_handlers
 from ledger_service.api.fast_holds import install_fast_holds
@@ -40,7 +41,7 @@ def create_app(
     ledger: LedgerApplication,
     *,
     jwt_secret: str = "",
-    jwt_previous_secrets: tuple[str, ...] = (),
+    jwt_keys: JwtKeys | None = None,
     open_reads: ReadsOpener | None = None,
     read_wait_timeout_s: float = 2.0,
     projection_lag_events_max: int = 100_000,
@@ -50,13 +51,14 @@ def create_app(
     aggregate_timeout_s: float = 0.5,
     wallet_defaults: WalletDefaults | None = None,
     fast_holds: bool = True,
+    body_max_bytes: int = BODY_MAX_BYTES_DEFAULT,
 ) -> FastAPI:
     """``hold_group_window_s`` > 0: hold requests are committed in groups (``HoldBatcher``).
     ``webhook_secrets``: provider -> the secret its webhooks are signed with (a provider
     without one has no webhook endpoint)."""
     state = ApiState(
         ledger=ledger,
-        authenticate=Authenticator(jwt_secret, jwt_previous_secrets),
+        authenticate=Authenticator(jwt_keys or JwtKeys(jwt_secret)),
         read_wait_timeout_s=read_wait_timeout_s,
         webhook_secrets=dict(webhook_secrets or {}),
         aggregate_timeout_s=aggregate_timeout_s,
@@ -89,6 +91,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = state
+    app.add_middleware(BodySizeLimit, max_bytes=body_max_bytes)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(router)

@@ -13,7 +13,8 @@ it that the company is a customer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -54,14 +55,52 @@ class Principal:
         return self.is_operator or (SCOPE_TRANSFER in self.scopes and self.company_id == company_id)
 
 
+@dataclass(frozen=True, slots=True)
+class JwtKeys:
+    """How bearer tokens are signed and checked.
+
+    ``secret`` signs (and checks) tokens; its ``key_id``, when set, goes in their ``kid``
+    header. ``previous`` maps the key ids of earlier secrets to them: still accepted, never used
+    to sign, so a secret can be rotated with two keys valid at once (a token names its key by
+    ``kid``; one without is tried against each). ``issuer`` and ``audience``, when set, are
+    required in every token (``iss``, ``aud``) and checked."""
+
+    secret: str
+    key_id: str | None = None
+    previous: Mapping[str, str] = field(default_factory=dict)
+    issuer: str | None = None
+    audience: str | None = None
+
+    def candidates(self, kid: object) -> list[str]:
+        """The secrets a token with this ``kid`` header may be signed with."""
+        if kid is None:
+            return [self.secret, *self.previous.values()]
+        if kid == self.key_id:
+            return [self.secret]
+        if isinstance(kid, str) and kid in self.previous:
+            return [self.previous[kid]]
+        raise _unauthenticated(f"invalid token: unknown key id {str(kid)[:64]!r}")
+
+
 def mint_token(
-    secret: str, *, subject: str, company_id: str | None, scopes: list[str], ttl_s: int
+    secret: str | JwtKeys,
+    *,
+    subject: str,
+    company_id: str | None,
+    scopes: list[str],
+    ttl_s: int,
 ) -> str:
+    keys = secret if isinstance(secret, JwtKeys) else JwtKeys(secret)
     now = int(time.time())
     claims: dict[str, Any] = {"sub": subject, "scopes": scopes, "iat": now, "exp": now + ttl_s}
     if company_id is not None:
         claims["company_id"] = company_id
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    if keys.issuer is not None:
+        claims["iss"] = keys.issuer
+    if keys.audience is not None:
+        claims["aud"] = keys.audience
+    headers = None if keys.key_id is None else {"kid": keys.key_id}
+    return jwt.encode(claims, keys.secret, algorithm=ALGORITHM, headers=headers)
 
 
 class Authenticator:
@@ -69,15 +108,13 @@ class Authenticator:
 
     Verifying a token (HMAC, base64, JSON) costs ~75 us, a large share of a balance read; a
     client sends the same token many times. The cache is bounded and simply cleared when full.
-    ``previous_secrets`` are still accepted (never used to sign): while a secret is rotated,
-    tokens signed with the old one stay valid until they expire.
+    ``keys`` says which secrets, issuer and audience a token must match (``JwtKeys``).
     """
 
     cache_size_max = 10_000
 
-    def __init__(self, secret: str, previous_secrets: tuple[str, ...] = ()) -> None:
-        self.secret = secret
-        self.previous_secrets = previous_secrets
+    def __init__(self, keys: JwtKeys | str) -> None:
+        self.keys = keys if isinstance(keys, JwtKeys) else JwtKeys(keys)
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     def __call__(self, authorization: str | None) -> Principal:
@@ -85,7 +122,7 @@ class Authenticator:
             cached = self._verified.get(authorization)
             if cached is not None and cached[1] > time.time():
                 return cached[0]
-        principal, expires_at = verify(authorization, self.secret, self.previous_secrets)
+        principal, expires_at = verify(authorization, self.keys)
         if len(self._verified) >= self.cache_size_max:
             self._verified.clear()
         assert authorization is not None
@@ -97,33 +134,48 @@ def _unauthenticated(message: str) -> ApiError:
     return ApiError(401, "UNAUTHENTICATED", message, {"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(authorization: str | None, secret: str) -> Principal:
+def authenticate(authorization: str | None, secret: str | JwtKeys) -> Principal:
     return verify(authorization, secret)[0]
 
 
-def verify(
-    authorization: str | None, secret: str, previous_secrets: tuple[str, ...] = ()
-) -> tuple[Principal, float]:
-    """The caller and the time its token expires; ``ApiError`` 401 when it is not valid.
-    A token whose signature is not ``secret``'s may be one of ``previous_secrets``'."""
+def verify(authorization: str | None, keys: str | JwtKeys) -> tuple[Principal, float]:
+    """The caller and the time its token expires; ``ApiError`` 401 when it is not valid:
+    malformed, signed by no key of ``keys`` (its ``kid`` names one, or each is tried),
+    expired (``exp`` required), not valid yet (``nbf``), or of another issuer or audience."""
+    keys = keys if isinstance(keys, JwtKeys) else JwtKeys(keys)
     if not authorization:
         raise _unauthenticated("a bearer token is required")
     scheme, _, token = authorization.partition(" ")
+    token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthenticated("the Authorization header must be 'Bearer <token>'")
-    for key in (secret, *previous_secrets):
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError as exc:
+        raise _unauthenticated(f"invalid token: {exc}") from None
+    required = [
+        "sub",
+        "exp",
+        *(["iss"] if keys.issuer else []),
+        *(["aud"] if keys.audience else []),
+    ]
+    for key in keys.candidates(kid):
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 key,
                 algorithms=[ALGORITHM],
-                options={"require": ["sub", "exp"]},
+                options={"require": required},
+                issuer=keys.issuer,
+                audience=keys.audience,
                 leeway=LEEWAY_S,
             )
         except jwt.InvalidSignatureError:
             continue  # another key's, perhaps
         except jwt.ExpiredSignatureError:
             raise _unauthenticated("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthenticated("the token is not valid yet (nbf)") from None
         except jwt.InvalidTokenError as exc:
             raise _unauthenticated(f"invalid token: {exc}") from None
         return _principal_of(claims), float(claims["exp"])

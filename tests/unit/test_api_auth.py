@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger_service.api import auth
-from ledger_service.api.auth import Authenticator, Principal, mint_token
+from ledger_service.api.auth import Authenticator, JwtKeys, Principal, mint_token
 from ledger_service.api.errors import ApiError
 from ledger_service.cli import cli
 from ledger_service.config import DEVELOPMENT_JWT_SECRET
@@ -61,11 +61,9 @@ def test_a_cached_token_is_verified_again_once_it_expires(
     verified: list[str | None] = []
     real_verify = auth.verify
 
-    def counting_verify(
-        header: str | None, secret: str, previous: tuple[str, ...] = ()
-    ) -> tuple[Principal, float]:
+    def counting_verify(header: str | None, keys: JwtKeys | str) -> tuple[Principal, float]:
         verified.append(header)
-        return real_verify(header, secret, previous)
+        return real_verify(header, keys)
 
     monkeypatch.setattr(auth, "verify", counting_verify)
     authenticate = Authenticator(SECRET)
@@ -101,19 +99,50 @@ def test_ledger_token_mints_a_token_for_the_configured_secret(
     assert Authenticator(SECRET)("Bearer " + operator).is_operator
 
 
-def test_while_a_secret_is_rotated_tokens_of_the_previous_one_stay_valid() -> None:
+def test_while_a_secret_is_rotated_both_keys_are_valid_and_named_by_kid() -> None:
     old, new, other = "o" * 32, "n" * 32, "x" * 32
-    rotating = Authenticator(new, previous_secrets=(old,))
+    rotating = Authenticator(JwtKeys(new, key_id="2026-11", previous={"2026-10": old}))
 
-    def token(secret: str) -> str:
-        minted = mint_token(secret, subject="s", company_id="acme", scopes=["billing.view"],
+    def token(keys: JwtKeys) -> str:
+        minted = mint_token(keys, subject="s", company_id="acme", scopes=["billing.view"],
                             ttl_s=60)  # fmt: skip
         return f"Bearer {minted}"
 
-    assert rotating(token(old)).company_id == "acme"
-    assert rotating(token(new)).company_id == "acme"
-    with pytest.raises(ApiError) as refused:
-        rotating(token(other))
-    assert refused.value.status == 401
+    assert jwt.get_unverified_header(token(JwtKeys(new, key_id="2026-11")).split()[1])["kid"] == (
+        "2026-11"
+    )
+    for valid in (JwtKeys(old, key_id="2026-10"), JwtKeys(new, key_id="2026-11"), JwtKeys(old)):
+        assert rotating(token(valid)).company_id == "acme"
+    for invalid in (JwtKeys(other), JwtKeys(other, key_id="2026-11"), JwtKeys(old, "2026-09")):
+        with pytest.raises(ApiError) as refused:
+            rotating(token(invalid))
+        assert refused.value.status == 401
     with pytest.raises(ApiError):
-        Authenticator(new)(token(old))
+        Authenticator(new)(token(JwtKeys(old)))
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"iss": "https://idp.example", "aud": "ledger"}, None),
+        ({"iss": "https://other.example", "aud": "ledger"}, "iss"),
+        ({"iss": "https://idp.example", "aud": "another-api"}, "aud"),
+        ({"aud": "ledger"}, "iss"),
+        ({"iss": "https://idp.example"}, "aud"),
+        ({"iss": "https://idp.example", "aud": "ledger", "nbf": time.time() + 600}, "nbf"),
+        ({"iss": "https://idp.example", "aud": "ledger", "exp": time.time() - 600}, "exp"),
+    ],
+)
+def test_issuer_audience_and_validity_window_are_checked_when_configured(
+    claims: dict[str, object], reason: str | None
+) -> None:
+    keys = JwtKeys(SECRET, issuer="https://idp.example", audience="ledger")
+    token = bearer({"sub": "u", "company_id": "acme", "scopes": ["billing.view"],
+                    "exp": time.time() + 60} | claims)  # fmt: skip
+    if reason is None:
+        assert Authenticator(keys)(token).company_id == "acme"
+        assert mint_token(keys, subject="s", company_id=None, scopes=[], ttl_s=60)
+        return
+    with pytest.raises(ApiError) as refused:
+        Authenticator(keys)(token)
+    assert refused.value.status == 401

@@ -188,6 +188,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "the token lacks the scope"),
         (404, "unknown resource, or another company's"),
         (409, "invalid transition or conflict"),
-        (422, "invalid value (e.g. INVALID_AMOUNT)"),
+        (413, "the request body is over LEDGER_HTTP_BODY_MAX_BYTES (PAYLOAD_TOO_LARGE)"),
+        (422, "invalid value (e.g. INVALID_AMOUNT, UNKNOWN_POSITION)"),
+        (
+            503,
+            "the read models have not reached min_position yet (PROJECTION_BEHIND, "
+            "Retry-After), or a dependency is unavailable",
+        ),
     )
 }

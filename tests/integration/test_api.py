@@ -499,10 +499,18 @@ async def test_reads_wait_for_min_position_and_say_so_when_it_is_not_reached(
             f"/v1/topup-requests?min_position={written.json()['position']}", headers=tenant
         )
         assert written.json()["id"] in {t["id"] for t in listed.json()["items"]}
-    far_ahead = (pg_ledger.recorder.max_notification_id() or 0) + 1_000_000
+    head = pg_ledger.recorder.max_notification_id() or 0
+    far_ahead = head + 1_000_000
+    response = await api.get(f"/v1/wallets/{company_id}?min_position={far_ahead}", headers=tenant)
+    assert_error(response, 422, "UNKNOWN_POSITION")  # no write answered it: not worth a wait
     api_state = api._transport.app.state.api  # type: ignore[attr-defined]
     api_state.read_wait_timeout_s = 0.2
-    response = await api.get(f"/v1/wallets/{company_id}?min_position={far_ahead}", headers=tenant)
+
+    async def stuck() -> int:
+        return 0  # a projection that stopped short of the head
+
+    api_state.reads.position = stuck
+    response = await api.get(f"/v1/wallets/{company_id}?min_position={head}", headers=tenant)
     assert_error(response, 503, "PROJECTION_BEHIND")
     assert response.headers["retry-after"] == "1"
 

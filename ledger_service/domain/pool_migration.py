@@ -82,8 +82,10 @@ def merge_pool(
     check_mergeable(legacy, shared)
     move = pool_move(legacy)
     reference = f"pool-migration:{move.sender}"
-    _move_included(legacy, shared, move.included, reference, actor)
-    _move_prepaid(legacy, shared, move.prepaid, reference, actor)
+    included = DebitSplit(move.included, ZERO, ZERO, ZERO)
+    _move_money(legacy, shared, included, CreditBucket.INCLUDED, reference, actor)
+    prepaid = DebitSplit(ZERO, move.prepaid, ZERO, ZERO)
+    _move_money(legacy, shared, prepaid, CreditBucket.PREPAID, reference, actor)
     _move_debt(legacy, shared, move.debt, reference, actor)
     for sender in sorted(legacy.senders):
         legacy.unlink_sender(sender, actor=actor)
@@ -94,26 +96,21 @@ def merge_pool(
     return move
 
 
-def _move_included(
-    legacy: Wallet, shared: Wallet, amount: Decimal, reference: str, actor: str
+def _move_money(
+    legacy: Wallet,
+    shared: Wallet,
+    split: DebitSplit,
+    bucket: CreditBucket,
+    reference: str,
+    actor: str,
 ) -> None:
+    """One bucket across: out of ``legacy`` as ``split`` says, into ``shared``'s ``bucket``."""
+    amount = split.included + split.prepaid
     if amount <= 0:
         return
-    _out(legacy, amount, DebitSplit(amount, ZERO, ZERO, ZERO), reference, actor)
+    _out(legacy, amount, split, reference, actor)
     shared.credit(
-        amount, bucket=CreditBucket.INCLUDED, kind=CreditKind.MIGRATION,
-        counter_account=accounts.POOL_MIGRATION, reference=reference, actor=actor,
-    )  # fmt: skip
-
-
-def _move_prepaid(
-    legacy: Wallet, shared: Wallet, amount: Decimal, reference: str, actor: str
-) -> None:
-    if amount <= 0:
-        return
-    _out(legacy, amount, DebitSplit(ZERO, amount, ZERO, ZERO), reference, actor)
-    shared.credit(
-        amount, bucket=CreditBucket.PREPAID, kind=CreditKind.MIGRATION,
+        amount, bucket=bucket, kind=CreditKind.MIGRATION,
         counter_account=accounts.POOL_MIGRATION, reference=reference, actor=actor,
     )  # fmt: skip
 

@@ -122,11 +122,21 @@ def error_response(
 
 def _validation_code(errors: list[Any]) -> tuple[int, str]:
     types = {e.get("type") for e in errors}
+    if all(_missing_idempotency_key(e) for e in errors):
+        return 400, "IDEMPOTENCY_KEY_REQUIRED"
     if "json_invalid" in types:
         return 400, "MALFORMED_JSON"
     if INVALID_AMOUNT in types:
         return 422, "INVALID_AMOUNT"
     return 422, "VALIDATION_ERROR"
+
+
+def _missing_idempotency_key(error: Any) -> bool:
+    """The required ``Idempotency-Key`` header absent or empty (a money API does not guess
+    whether a retry is a new request)."""
+    return tuple(error.get("loc", ()))[:2] == ("header", "Idempotency-Key") and error.get(
+        "type"
+    ) in ("missing", "string_too_short")
 
 
 def _describe(errors: list[Any]) -> str:

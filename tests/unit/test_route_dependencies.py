@@ -12,8 +12,10 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from ledger_service.api.app import create_app
 from ledger_service.api.routes import RESOURCE_ROUTERS
 from ledger_service.api.routes.dependencies import operator, principal
+from tests.fakes import InMemoryLedger
 
 ROUTES = [route for r in RESOURCE_ROUTERS for route in r.routes if isinstance(route, APIRoute)]
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -65,3 +67,29 @@ each step by its company and pool."""
 def test_every_write_takes_an_idempotency_key(route: APIRoute) -> None:
     keyed_by_header = "Idempotency-Key" in headers(route.dependant)
     assert keyed_by_header != (route.path in KEYED_BY_THEIR_BODY)
+
+
+KEYED_BY_THEIR_REFERENCE = {
+    "/v1/wallets/{company_id}/holds",
+    "/v1/wallets/{company_id}/holds/{hold_id}",
+}
+"""Holds: the reference (or the hold) keys them when the header is absent."""
+
+
+PROVIDERS_CALL_THESE = ("/v1/payments/webhooks/", "/v1/payments/mock/checkout/")
+"""Payment providers' webhooks (keyed by their event id) and the mock checkout's form."""
+
+
+def test_the_schema_says_which_writes_require_an_idempotency_key() -> None:
+    spec = create_app(InMemoryLedger()).openapi()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            exempt = path.removeprefix("/v1") in KEYED_BY_THEIR_BODY
+            if method.upper() not in WRITE_METHODS or exempt:
+                continue
+            if path.startswith(PROVIDERS_CALL_THESE):
+                continue
+            parameters = operation.get("parameters", [])
+            (key,) = [p for p in parameters if p["name"] == "Idempotency-Key"]
+            assert key["required"] is (path not in KEYED_BY_THEIR_REFERENCE), (method, path)
+            assert key["in"] == "header"

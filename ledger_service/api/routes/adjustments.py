@@ -54,7 +54,7 @@ async def request_adjustment(
     body: AdjustmentIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> AdjustmentOut:
     """Credit or debit ``prepaid`` or ``postpaid_used`` with a reason: ``applied`` at once up
     to the approval threshold, else ``pending_approval``."""
@@ -79,7 +79,7 @@ async def approve_adjustment(
     adjustment_id: UUID,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> AdjustmentOut:
     """A second operator approves: applied, the wallet moved in the same transaction.
     The requester approving their own adjustment is 403 ``NOT_PERMITTED``."""
@@ -99,7 +99,7 @@ async def reject_adjustment(
     body: AdjustmentRejectIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> AdjustmentOut:
     """A second operator rejects, with a reason; nothing moves."""
     idempotency = key(idempotency_key)

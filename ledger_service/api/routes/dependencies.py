@@ -110,12 +110,22 @@ MinPosition = Annotated[
     int | None,
     Query(ge=0, le=2**62, description="wait (bounded) until read models include this position"),
 ]
+IDEMPOTENCY_KEY_RULES = (
+    "required on writes: 1-200 characters, unique per company; a retry with the same key and "
+    "body returns the original status and body and writes nothing, the same key with another "
+    "body is 409 IDEMPOTENCY_CONFLICT; missing or empty, 400 IDEMPOTENCY_KEY_REQUIRED"
+)
 IdempotencyKey = Annotated[
+    str,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200,
+           description=IDEMPOTENCY_KEY_RULES),
+]  # fmt: skip
+OptionalIdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
         max_length=200,
-        description="required: a retry with the same key and body returns the original answer",
+        description="optional here: the request's own reference keys it when absent",
     ),
 ]
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor")]

@@ -75,7 +75,7 @@ async def issue_grant(
     body: GrantIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> GrantOut:
     """Give the wallet promotional or goodwill credit, drained by usage after the included
     quota (lower ``priority`` first, then soonest expiry, then oldest) and expiring unused at
@@ -104,7 +104,7 @@ async def void_grant(
     grant_id: UUID,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> GrantOut:
     """Void an active grant now: its remainder is taken back (an ``expiry`` entry)."""
     command = VoidGrant(

@@ -23,8 +23,8 @@ from fastapi import APIRouter, Query
 from ledger_service.api.routes.dependencies import (
     Caller,
     CompanyPath,
-    IdempotencyKey,
     MinPosition,
+    OptionalIdempotencyKey,
     Sender,
     State,
     fresh,
@@ -48,7 +48,7 @@ async def place_hold(
     body: HoldIn,
     state: State,
     caller: Sender,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: OptionalIdempotencyKey = None,
 ) -> HoldOut:
     """Reserve the rate-card price of ``units`` of ``category`` until ``ttl_s`` from now."""
     may_spend(caller, company_id)
@@ -101,7 +101,7 @@ async def release_hold(
     hold_id: UUID,
     state: State,
     caller: Sender,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: OptionalIdempotencyKey = None,
 ) -> HoldOut:
     """Release an active hold now (its message will not be sent)."""
     may_spend(caller, company_id)

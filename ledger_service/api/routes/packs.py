@@ -26,7 +26,7 @@ CurrencyPath = Annotated[str, Path(pattern=r"^[A-Z]{3}$")]
 
 @router.post("/packs", status_code=201, tags=["operator"])
 async def define_pack(
-    body: PackIn, state: State, caller: Operator, idempotency_key: IdempotencyKey = None
+    body: PackIn, state: State, caller: Operator, idempotency_key: IdempotencyKey
 ) -> PackOut:
     """Offer a pack: ``amount`` of ``currency`` with ``bonus`` credit on top (scope
     billing.manage). A name is unique per currency while the pack is offered."""
@@ -52,7 +52,7 @@ async def retire_pack(
     name: Annotated[str, Path(pattern=KEY_PATTERN)],
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> PackOut:
     """Stop offering a pack; requests that named it keep their bonus (scope billing.manage)."""
     command = RetirePack(

@@ -56,7 +56,7 @@ MOCK = "mock"
 
 @router.post("/topup-requests/{topup_id}/payment-orders", status_code=201, tags=["tenant"])
 async def create_payment_order(
-    topup_id: UUID, state: State, caller: Caller, idempotency_key: IdempotencyKey = None
+    topup_id: UUID, state: State, caller: Caller, idempotency_key: IdempotencyKey
 ) -> PaymentOrderOut:
     """A new card payment order for an invoiced top-up, e.g. after a declined card or an
     expired checkout (scope billing.view, own company; or billing.manage)."""

@@ -43,7 +43,7 @@ async def refund_usage(
     body: RefundIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> RefundOut:
     """Give back what one usage event (CloudEvents ``source`` and ``id``) was charged, into the
     buckets it was drawn from in reverse order (debt first, then prepaid, then included)."""

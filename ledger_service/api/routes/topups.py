@@ -36,7 +36,7 @@ router = APIRouter()
 
 @router.post("/topup-requests", status_code=201, tags=["tenant"])
 async def request_topup(
-    body: TopupRequestIn, state: State, caller: Caller, idempotency_key: IdempotencyKey = None
+    body: TopupRequestIn, state: State, caller: Caller, idempotency_key: IdempotencyKey
 ) -> TopupOut:
     """Ask for prepaid credit (scope billing.view, own company). An ``invoice`` request
     starts ``pending`` for an operator to approve; a ``card`` request is invoiced at once and
@@ -149,7 +149,7 @@ def _changed(result: TopupChanged) -> TopupOut:
 
 @router.post("/topup-requests/{topup_id}/approve", tags=["operator"])
 async def approve_topup(
-    topup_id: UUID, state: State, caller: Operator, idempotency_key: IdempotencyKey = None
+    topup_id: UUID, state: State, caller: Operator, idempotency_key: IdempotencyKey
 ) -> TopupOut:
     """pending → invoiced, issuing the invoice number (scope billing.manage)."""
     command = ApproveTopup(
@@ -164,7 +164,7 @@ async def release_topup(
     body: ReleaseIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> TopupOut:
     """needs_review → pending; a card request is invoiced at once and answered with its new
     ``payment_order`` (scope billing.manage). Reject it instead with ``/reject``."""
@@ -188,7 +188,7 @@ async def reject_topup(
     body: RejectIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> TopupOut:
     """pending | needs_review → rejected, with a reason (scope billing.manage)."""
     idempotency = key(idempotency_key)
@@ -202,7 +202,7 @@ async def mark_topup_paid(
     body: MarkPaidIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> TopupOut:
     """invoiced → completed, crediting the wallet exactly once (scope billing.manage)."""
     idempotency = key(idempotency_key)
@@ -215,8 +215,8 @@ async def cancel_topup(
     topup_id: UUID,
     state: State,
     caller: Caller,
+    idempotency_key: IdempotencyKey,
     body: CancelIn | None = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> TopupOut:
     """pending | invoiced → cancelled. Tenants (scope billing.view) cancel their own company's
     pending requests; operators also invoiced ones. The body (``reason``) is optional."""

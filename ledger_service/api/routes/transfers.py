@@ -35,7 +35,7 @@ router = APIRouter()
 
 @router.post("/transfers", status_code=201, tags=["operator"])
 async def transfer(
-    body: TransferIn, state: State, caller: Operator, idempotency_key: IdempotencyKey = None
+    body: TransferIn, state: State, caller: Operator, idempotency_key: IdempotencyKey
 ) -> TransferOut:
     """Move prepaid money between companies, less commission (scope billing.manage)."""
     command = body.to_command(actor=caller.subject, idempotency_key=key(idempotency_key))
@@ -57,7 +57,7 @@ async def send_transfer(
     body: GiftIn,
     state: State,
     caller: Caller,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> TransferOut:
     """Send prepaid money from your company's wallet to another company's, with an optional
     gift type and message (scope billing.transfer, own company; operators for any): the

@@ -124,7 +124,7 @@ async def authorize_send(
 
 @router.post("/wallets", status_code=201, tags=["operator"])
 async def open_wallet(
-    body: OpenWalletIn, state: State, caller: Operator, idempotency_key: IdempotencyKey = None
+    body: OpenWalletIn, state: State, caller: Operator, idempotency_key: IdempotencyKey
 ) -> WalletWriteOut:
     """Open a company's wallet (scope billing.manage)."""
     command = body.to_command(actor=caller.subject, idempotency_key=key(idempotency_key))
@@ -140,7 +140,7 @@ async def configure_wallet(
     body: ConfigureWalletIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> WalletWriteOut:
     """Change limits, quota, rate card, alert thresholds, spending caps, auto top-up and the
     billing-cycle anchor (scope billing.manage). Every change is an event."""
@@ -156,7 +156,7 @@ async def link_sender(
     body: SenderIn,
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> SenderWriteOut:
     """Link a sender (WABA) to the company's pool (scope billing.manage)."""
     idempotency = key(idempotency_key)
@@ -171,7 +171,7 @@ async def unlink_sender(
     waba_id: Annotated[str, Path(pattern=KEY_PATTERN)],
     state: State,
     caller: Operator,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> SenderWriteOut:
     """Unlink a sender from the company's pool (scope billing.manage)."""
     command = UnlinkSender(

@@ -197,9 +197,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "missing, invalid or expired bearer token"),
         (403, "the token lacks the scope"),
         (404, "unknown resource, or another company's"),
-        (409, "invalid transition or conflict"),
+        (
+            409,
+            "invalid transition or conflict, or a min_position the store has not reached "
+            "(UNKNOWN_POSITION)",
+        ),
         (413, "the request body is over LEDGER_HTTP_BODY_MAX_BYTES (PAYLOAD_TOO_LARGE)"),
-        (422, "invalid value (e.g. INVALID_AMOUNT, UNKNOWN_POSITION)"),
+        (422, "invalid value (e.g. INVALID_AMOUNT)"),
         (
             503,
             "the read models have not reached min_position yet (PROJECTION_BEHIND, "

@@ -502,7 +502,7 @@ async def test_reads_wait_for_min_position_and_say_so_when_it_is_not_reached(
     head = pg_ledger.recorder.max_notification_id() or 0
     far_ahead = head + 1_000_000
     response = await api.get(f"/v1/wallets/{company_id}?min_position={far_ahead}", headers=tenant)
-    assert_error(response, 422, "UNKNOWN_POSITION")  # no write answered it: not worth a wait
+    assert_error(response, 409, "UNKNOWN_POSITION")  # no write answered it: not worth a wait
     api_state = api._transport.app.state.api  # type: ignore[attr-defined]
     api_state.read_wait_timeout_s = 0.2
 

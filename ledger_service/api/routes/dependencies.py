@@ -149,13 +149,14 @@ def see(caller: Principal, company_id: str) -> None:
 
 async def fresh(state: ApiState, min_position: int | None) -> ReadModels:
     """The read models, once they include ``min_position`` (bounded wait: then 503). A
-    position beyond the event store's head was never answered by a write: 422, not a wait."""
+    position beyond the event store's head was never answered by a write: 409 (the store is
+    not there), at once, not a wait."""
     reads = reads_of(state)
     if min_position and await reads.position() < min_position:
         head = await asyncio.to_thread(state.ledger.recorder.max_notification_id) or 0
         if min_position > head:
             raise ApiError(
-                422,
+                409,
                 "UNKNOWN_POSITION",
                 f"position {min_position} is beyond the event store's head ({head}): "
                 "pass the position a write answered",

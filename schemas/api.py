@@ -17,7 +17,12 @@ from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from ledger_service.domain.errors import InvalidAmount
-from ledger_service.domain.money import AMOUNT_PATTERN, format_amount, parse_amount
+from ledger_service.domain.money import (
+    AMOUNT_PATTERN,
+    UNSIGNED_AMOUNT_PATTERN,
+    format_amount,
+    parse_amount,
+)
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 INVALID_AMOUNT = "invalid_amount"
@@ -43,8 +48,16 @@ Money = Annotated[
     str,
     BeforeValidator(_money_text),
     Field(
-        json_schema_extra={"pattern": AMOUNT_PATTERN, "examples": ["12.50"]},
-        description="decimal string, at most 7 fractional digits",
+        json_schema_extra={"pattern": UNSIGNED_AMOUNT_PATTERN, "examples": ["12.50"]},
+        description="decimal string, at most 7 fractional digits, 0 to 10^12",
+    ),
+]
+SignedMoney = Annotated[
+    str,
+    BeforeValidator(_money_text),
+    Field(
+        json_schema_extra={"pattern": AMOUNT_PATTERN, "examples": ["-25"]},
+        description="decimal string, at most 7 fractional digits, -10^12 to 10^12",
     ),
 ]
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]

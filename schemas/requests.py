@@ -50,7 +50,7 @@ from ledger_service.service.topups import (
 )
 from ledger_service.service.transfers import SendTransfer, TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
-from schemas.api import Currency, Key, Money, Text, Unit
+from schemas.api import Currency, Key, Money, SignedMoney, Text, Unit
 
 
 class Request(BaseModel):
@@ -80,7 +80,9 @@ class AlertSettingsIn(Request):
 
 class AutoTopupIn(Request):
     enabled: bool = AUTO_TOPUP_SECTION_ENABLED_DEFAULT
-    trigger_balance: Money = Field("0", description="request a top-up when balance goes below")
+    trigger_balance: SignedMoney = Field(
+        "0", description="request a top-up when balance goes below (negative: into credit)"
+    )
     amount: Money = "0"
     auto_approve: bool = False
 

@@ -21,12 +21,11 @@ AMOUNT_ABS_MAX = Decimal("1000000000000")
 """One trillion: far above any wallet, small enough that a typo in an amount is refused."""
 
 INTEGER_DIGITS_MAX = len(str(int(AMOUNT_ABS_MAX)))
-AMOUNT_PATTERN = (
-    rf"^-?(0|[1-9][0-9]{{0,{INTEGER_DIGITS_MAX - 1}}})(\.[0-9]{{1,{FRACTION_DIGITS_MAX}}})?$"
-)
-"""An amount as text in the external contracts (HTTP API, usage events): a plain decimal,
-at most 13 integer and 7 fractional digits. The one money pattern: schemas derive theirs
-from it. ``parse_amount`` still checks the exact bounds, and says which one an amount breaks."""
+_BELOW_MAX = rf"(0|[1-9][0-9]{{0,{INTEGER_DIGITS_MAX - 2}}})(\.[0-9]{{1,{FRACTION_DIGITS_MAX}}})?"
+AMOUNT_PATTERN = rf"^-?({_BELOW_MAX}|{int(AMOUNT_ABS_MAX)}(\.0{{1,{FRACTION_DIGITS_MAX}}})?)$"
+"""An amount as text in the external contracts (HTTP API, usage events): a plain decimal of at
+most 7 fractional digits, no larger than ``AMOUNT_ABS_MAX`` (so that what the pattern allows,
+``parse_amount`` accepts). The one money pattern: schemas derive theirs from it."""
 UNSIGNED_AMOUNT_PATTERN = AMOUNT_PATTERN.replace("^-?", "^", 1)
 
 _QUANTUM = Decimal(1).scaleb(-FRACTION_DIGITS_MAX)

@@ -69,18 +69,21 @@ def test_the_contracts_use_the_domains_one_money_pattern() -> None:
     import re
 
     from ledger_service.domain.money import AMOUNT_PATTERN, UNSIGNED_AMOUNT_PATTERN
-    from schemas.requests import TopupRequestIn
+    from schemas.requests import AutoTopupIn, TopupRequestIn
     from schemas.usage_event import UsageEventData
 
     amount = TopupRequestIn.model_json_schema()["properties"]["amount"]
-    assert amount["pattern"] == AMOUNT_PATTERN
+    assert amount["pattern"] == UNSIGNED_AMOUNT_PATTERN, "amounts are not negative"
+    trigger = AutoTopupIn.model_json_schema()["properties"]["trigger_balance"]
+    assert trigger["pattern"] == AMOUNT_PATTERN, "a trigger may be below zero"
     unit_price = UsageEventData.model_json_schema()["properties"]["unit_price"]
     assert {"type": "string", "pattern": UNSIGNED_AMOUNT_PATTERN} in unit_price["anyOf"]
     pattern = re.compile(AMOUNT_PATTERN)
     for accepted in ("0", "12.5", "-3.0000001", "1000000000000", "999999999999.9999999"):
         assert pattern.fullmatch(accepted), accepted
         parse_amount(accepted, allow_negative=True)
-    for refused in ("10000000000000", "1.12345678", "1e3", "01", ".5", "NaN"):
+    for refused in ("10000000000000", "1000000000000.5", "1000000000001", "5043884085798",
+                    "1.12345678", "1e3", "01", ".5", "NaN"):  # fmt: skip
         assert not pattern.fullmatch(refused), refused
         with pytest.raises(InvalidAmount):
             parse_amount(refused, allow_negative=True)

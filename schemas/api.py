@@ -8,17 +8,23 @@ Unknown fields are refused, so a typo never silently drops part of a request.
 
 from __future__ import annotations
 
+import re
+import zoneinfo
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from ledger_service.domain.errors import InvalidAmount
 from ledger_service.domain.money import (
     AMOUNT_PATTERN,
+    FRACTION_PATTERN,
+    PAYABLE_CURRENCIES,
+    PERCENT_PATTERN,
+    POSITIVE_AMOUNT_PATTERN,
     UNSIGNED_AMOUNT_PATTERN,
     format_amount,
     parse_amount,
@@ -29,7 +35,7 @@ INVALID_AMOUNT = "invalid_amount"
 """Pydantic error type of a money field; the API maps it to the code ``INVALID_AMOUNT``."""
 
 
-def _money_text(value: object) -> str:
+def _money_text(value: object, *, allow_negative: bool = False) -> str:
     if not isinstance(value, str):
         kind = "number" if isinstance(value, int | float) else type(value).__name__
         raise PydanticCustomError(
@@ -39,35 +45,159 @@ def _money_text(value: object) -> str:
             {"kind": kind},
         )
     try:
-        return format_amount(parse_amount(value))
+        return format_amount(parse_amount(value, allow_negative=allow_negative))
     except InvalidAmount as exc:
         raise PydanticCustomError(INVALID_AMOUNT, exc.message) from None
 
 
+def _parsed(*, signed: bool = False) -> BeforeValidator:
+    return BeforeValidator(lambda value: _money_text(value, allow_negative=signed))
+
+
+def _stated(pattern: str, example: str, description: str) -> Any:
+    """The pattern stated in the schema, so that what the schema allows is what the API
+    accepts (the range checks the pattern encodes are the domain's, which repeats them)."""
+    return Field(
+        json_schema_extra={"pattern": pattern, "examples": [example]}, description=description
+    )
+
+
+def _within(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise PydanticCustomError(
+                INVALID_AMOUNT, "{value} is not {what}", {"value": value, "what": what}
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 Money = Annotated[
     str,
-    BeforeValidator(_money_text),
-    Field(
-        json_schema_extra={"pattern": UNSIGNED_AMOUNT_PATTERN, "examples": ["12.50"]},
-        description="decimal string, at most 7 fractional digits, 0 to 10^12",
-    ),
-]
+    _parsed(),
+    _stated(UNSIGNED_AMOUNT_PATTERN, "12.50", "decimal string, at most 7 fractional digits, "
+            "0 to 10^12"),
+]  # fmt: skip
+PositiveMoney = Annotated[
+    str,
+    _parsed(),
+    _within(POSITIVE_AMOUNT_PATTERN, "above zero"),
+    _stated(POSITIVE_AMOUNT_PATTERN, "12.50", "decimal string, at most 7 fractional digits, "
+            "above 0 and at most 10^12"),
+]  # fmt: skip
 SignedMoney = Annotated[
     str,
-    BeforeValidator(_money_text),
-    Field(
-        json_schema_extra={"pattern": AMOUNT_PATTERN, "examples": ["-25"]},
-        description="decimal string, at most 7 fractional digits, -10^12 to 10^12",
-    ),
+    _parsed(signed=True),
+    _stated(AMOUNT_PATTERN, "-25", "decimal string, at most 7 fractional digits, -10^12 to "
+            "10^12"),
+]  # fmt: skip
+Percent = Annotated[
+    str,
+    _parsed(),
+    _within(PERCENT_PATTERN, "a percentage from 0 to 100"),
+    _stated(PERCENT_PATTERN, "18", "a percentage: decimal string from 0 to 100"),
 ]
+Fraction = Annotated[
+    str,
+    _parsed(),
+    _within(FRACTION_PATTERN, "a rate at least 0 and below 1"),
+    _stated(FRACTION_PATTERN, "0.05", "a rate: decimal string at least 0 and below 1"),
+]
+STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
+"""Text PostgreSQL can store: no NUL character (and no unpaired surrogate, which the pattern
+cannot say; JSON can carry both as escapes, neither has a UTF-8 form)."""
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("invalid_text", "text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "invalid_text", "text must be valid Unicode (an unpaired surrogate is not)"
+        ) from None
+    return value
+
+
+StorableText = Annotated[
+    str, AfterValidator(_storable), Field(json_schema_extra={"pattern": STORABLE_TEXT_PATTERN})
+]
+
+
+def _whole(value: object) -> object:
+    """JSON's integers: 6 and 6.0 (JSON Schema counts both), never "6" or true."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "Input should be a whole number")
+    return value
+
+
+WHOLE = BeforeValidator(_whole)
+"""After an int's bounds in ``Annotated[int, Field(ge=..), WHOLE]``: bounds placed after the
+validator would not reach the schema as ``minimum``/``maximum``."""
+WholeNumber = Annotated[int, WHOLE]
+TIME_ZONES = frozenset(zoneinfo.available_timezones())
+
+
+def _known_zone(value: str) -> str:
+    if value not in TIME_ZONES:
+        raise PydanticCustomError("invalid_time_zone", "unknown IANA time zone {value}",
+                                  {"value": value})  # fmt: skip
+    return value
+
+
+TimeZone = Annotated[
+    str,
+    AfterValidator(_known_zone),
+    Field(json_schema_extra={"enum": sorted(TIME_ZONES)},
+          description="an IANA time zone name, e.g. Asia/Kolkata"),
+]  # fmt: skip
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class KeysByPatternOnly:
+    """A mapping's JSON Schema allows no key but its keys' pattern (pydantic states the pattern
+    as ``patternProperties`` and leaves every other key open)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+RateCard = Annotated[dict[Key, Money], KeysByPatternOnly()]
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+    Field(json_schema_extra={"enum": sorted(PAYABLE_CURRENCIES)},
+          description="an ISO 4217 currency with a minor unit"),
+]  # fmt: skip
+UNIT_PATTERN = r"^[A-Z][A-Z0-9_]{2,15}$"
 Unit = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{2,15}$"),
+    StringConstraints(pattern=UNIT_PATTERN),
     Field(description="an ISO 4217 currency, or a unit of account of LEDGER_CREDIT_RATES"),
 ]
-Text = Annotated[str, StringConstraints(max_length=500)]
+
+
+def document_units(schema: dict[str, Any], units: list[str]) -> None:
+    """State in ``schema`` (the OpenAPI document) which units this service keeps wallets in:
+    an ISO 4217 currency or one of ``units`` (its ``LEDGER_CREDIT_RATES``), which only the
+    running service knows."""
+    stated = {"type": "string", "enum": sorted({*PAYABLE_CURRENCIES, *units})}
+    for component in schema.get("components", {}).get("schemas", {}).values():
+        for name, prop in component.get("properties", {}).items():
+            if prop.get("pattern") == UNIT_PATTERN:
+                component["properties"][name] = {**stated, "description": prop.get("description")}
+
+
+Text = Annotated[StorableText, StringConstraints(max_length=500)]
+RequiredText = Annotated[StorableText, StringConstraints(min_length=1, max_length=500)]
 
 
 # -- errors ---------------------------------------------------------------------------------

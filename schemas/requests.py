@@ -8,16 +8,24 @@ Policy sections take their defaults from the domain's constants, so they are dec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from ledger_service.domain.adjustment import AdjustedBucket, Direction
 from ledger_service.domain.grants import PRIORITY_DEFAULT, PRIORITY_MAX
 from ledger_service.domain.holds import TTL_DEFAULT_S, TTL_MAX_S, UNITS_MAX
-from ledger_service.domain.money import format_amount
+from ledger_service.domain.money import POSITIVE_AMOUNT_PATTERN, format_amount
 from ledger_service.domain.policies import (
     ANCHOR_DAY_MAX,
     AUTO_TOPUP_SECTION_ENABLED_DEFAULT,
@@ -50,7 +58,23 @@ from ledger_service.service.topups import (
 )
 from ledger_service.service.transfers import SendTransfer, TransferMoney
 from ledger_service.service.wallets import ConfigureWallet, LinkSender, OpenWallet
-from schemas.api import Currency, Key, Money, SignedMoney, Text, Unit
+from schemas.api import (
+    WHOLE,
+    Currency,
+    Fraction,
+    Key,
+    KeysByPatternOnly,
+    Money,
+    Percent,
+    PositiveMoney,
+    RateCard,
+    RequiredText,
+    SignedMoney,
+    StorableText,
+    Text,
+    TimeZone,
+    Unit,
+)
 
 
 class Request(BaseModel):
@@ -65,12 +89,25 @@ def _optional_decimal(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _some_set(*names: str) -> Callable[[dict[str, Any]], None]:
+    """JSON Schema for "at least one of ``names`` (all properties if none named) is given and
+    not null"."""
+
+    def state(schema: dict[str, Any]) -> None:
+        schema["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in names or schema["properties"]
+        ]
+
+    return state
+
+
 class AlertSettingsIn(Request):
     low_balance_threshold: Money | None = Field(
         None, description="absolute; when null the percentage of the cycle's funding applies"
     )
-    low_balance_percent: Money = format_amount(LOW_BALANCE_PERCENT_DEFAULT)
-    burn_limit_24h: Money | None = Field(None, description="rapid-burn alert above this")
+    low_balance_percent: Percent = format_amount(LOW_BALANCE_PERCENT_DEFAULT)
+    burn_limit_24h: PositiveMoney | None = Field(None, description="rapid-burn alert above this")
     renotify: Literal["per_crossing", "once_per_cycle"] = Field(
         "per_crossing",
         description="per_crossing: the low-balance and below-zero warnings fire on every "
@@ -79,18 +116,30 @@ class AlertSettingsIn(Request):
 
 
 class AutoTopupIn(Request):
-    enabled: bool = AUTO_TOPUP_SECTION_ENABLED_DEFAULT
+    # An enabled auto top-up needs an amount above zero (a disabled one may keep "0").
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"enabled": {"const": False}}, "required": ["enabled"]},
+            "else": {
+                "properties": {"amount": {"pattern": POSITIVE_AMOUNT_PATTERN}},
+                "required": ["amount"],
+            },
+        },
+    )
+    enabled: StrictBool = AUTO_TOPUP_SECTION_ENABLED_DEFAULT
     trigger_balance: SignedMoney = Field(
         "0", description="request a top-up when balance goes below (negative: into credit)"
     )
     amount: Money = "0"
-    auto_approve: bool = False
+    auto_approve: StrictBool = False
 
 
 class SpendingCapIn(Request):
-    units: int | None = Field(None, ge=1, le=1_000_000_000)
-    amount: Money | None = None
-    hard: bool = Field(
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_some_set("units", "amount"))
+    units: Annotated[int, Field(ge=1, le=1_000_000_000), WHOLE] | None = None
+    amount: PositiveMoney | None = None
+    hard: StrictBool = Field(
         False,
         description="also refuse synchronous consumption (POST /v1/wallets/{id}/consume) that "
         "would pass the cap; message usage is never refused",
@@ -98,23 +147,31 @@ class SpendingCapIn(Request):
 
 
 class CycleIn(Request):
-    anchor_day: int = Field(CycleAnchor().day, ge=1, le=ANCHOR_DAY_MAX)
+    anchor_day: Annotated[int, Field(ge=1, le=ANCHOR_DAY_MAX), WHOLE] = CycleAnchor().day
     anchor_time: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = (
         CycleAnchor().at
     )
-    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = (
-        CycleAnchor().time_zone
-    )
+    time_zone: TimeZone = CycleAnchor().time_zone
 
 
 class OpenWalletIn(Request):
+    # A per_sender pool names its sender; a shared one does not.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"mode": {"const": "per_sender"}}, "required": ["mode"]},
+            "then": {"required": ["pool_sender_id"],
+                     "properties": {"pool_sender_id": {"type": "string"}}},
+            "else": {"properties": {"pool_sender_id": {"type": "null"}}},
+        },
+    )  # fmt: skip
     company_id: Key
     currency: Unit
     mode: Literal["shared", "per_sender"] = "shared"
     pool_sender_id: Key | None = None
     postpaid_limit: Money = "0"
     included_quota: Money = "0"
-    rate_card: dict[Key, Money] = Field(default_factory=dict)
+    rate_card: RateCard = Field(default_factory=dict)
 
     def to_command(self, *, actor: str, idempotency_key: str) -> OpenWallet:
         return OpenWallet(
@@ -137,16 +194,18 @@ class TransfersIn(Request):
 
 
 class ConfigureWalletIn(Request):
+    # A PATCH that changes nothing is refused.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_some_set())
     postpaid_limit: Money | None = None
     included_quota: Money | None = None
-    rate_card: dict[Key, Money] | None = None
+    rate_card: RateCard | None = None
     alerts: AlertSettingsIn | None = None
     auto_topup: AutoTopupIn | None = None
-    spending_caps: dict[Key, SpendingCapIn] | None = Field(
+    spending_caps: Annotated[dict[Key, SpendingCapIn], KeysByPatternOnly()] | None = Field(
         None, description="daily caps per category; {} removes all"
     )
     cycle: CycleIn | None = None
-    tax_percent: Money | None = Field(
+    tax_percent: Percent | None = Field(
         None,
         description='tax added to top-up invoices, in percent (e.g. "18"), instead of the '
         "service's LEDGER_TOPUP_TAX_PERCENT",
@@ -194,7 +253,7 @@ class SenderIn(Request):
 
 class TopupRequestIn(Request):
     company_id: Key
-    amount: Money
+    amount: PositiveMoney
     currency: Currency
     note: Text = ""
     pack: Key | None = Field(
@@ -222,7 +281,7 @@ class TopupRequestIn(Request):
 class PackIn(Request):
     name: Key
     currency: Currency
-    amount: Money
+    amount: PositiveMoney
     bonus: Money = "0"
 
     def to_command(self, *, actor: str, idempotency_key: str) -> DefinePack:
@@ -233,7 +292,7 @@ class PackIn(Request):
 
 
 class RejectIn(Request):
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: RequiredText
 
     def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> RejectTopup:
         return RejectTopup(
@@ -242,7 +301,7 @@ class RejectIn(Request):
 
 
 class ReleaseIn(Request):
-    note: Annotated[str, StringConstraints(max_length=500)] = ""
+    note: Text = ""
 
     def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> ReleaseTopup:
         return ReleaseTopup(
@@ -251,7 +310,7 @@ class ReleaseIn(Request):
 
 
 class CancelIn(Request):
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: Text = ""
 
     def to_command(
         self, topup_id: UUID, *, actor: str, idempotency_key: str, tenant_company_id: str | None
@@ -266,7 +325,7 @@ class CancelIn(Request):
 
 
 class MarkPaidIn(Request):
-    payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    payment_reference: Annotated[StorableText, StringConstraints(min_length=1, max_length=200)]
 
     def to_command(self, topup_id: UUID, *, actor: str, idempotency_key: str) -> MarkTopupPaid:
         return MarkTopupPaid(
@@ -279,9 +338,9 @@ class MarkPaidIn(Request):
 
 class AdjustmentIn(Request):
     direction: Literal["credit", "debit"]
-    amount: Money
+    amount: PositiveMoney
     bucket: Literal["prepaid", "postpaid_used"]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: RequiredText
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> RequestAdjustment:
         return RequestAdjustment(
@@ -296,7 +355,7 @@ class AdjustmentIn(Request):
 
 
 class AdjustmentRejectIn(Request):
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: RequiredText
 
     def to_command(
         self, company_id: str, adjustment_id: UUID, *, actor: str, idempotency_key: str
@@ -310,14 +369,16 @@ class AdjustmentRejectIn(Request):
         )
 
 
-CloudEventsText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Units = Annotated[int, Field(ge=1, le=UNITS_MAX), WHOLE]
+CloudEventsText = Annotated[StorableText, StringConstraints(min_length=1, max_length=256)]
 
 
 class ConsumeIn(Request):
     feature: Key = Field(description="a category of the wallet's rate card, e.g. ai_summary")
-    units: int = Field(ge=1, le=UNITS_MAX)
+    units: Units
     reference: Annotated[
-        str, StringConstraints(min_length=1, max_length=CONSUMPTION_REFERENCE_LENGTH_MAX)
+        StorableText,
+        StringConstraints(min_length=1, max_length=CONSUMPTION_REFERENCE_LENGTH_MAX),
     ] = Field(
         description="the caller's id for this use: one charge per reference and company "
         "(a retry with the same body is answered with the first charge, another body is 409)"
@@ -337,14 +398,14 @@ class ConsumeIn(Request):
 class HoldIn(Request):
     waba_id: Key
     category: Key
-    units: int = Field(ge=1, le=UNITS_MAX)
+    units: Units
     reference: CloudEventsText = Field(
         description="the CloudEvents id the sender will publish for this message"
     )
     source: CloudEventsText | None = Field(
         None, description="the CloudEvents source it will come from; any source when absent"
     )
-    ttl_s: int = Field(TTL_DEFAULT_S, ge=1, le=TTL_MAX_S)
+    ttl_s: Annotated[int, Field(ge=1, le=TTL_MAX_S), WHOLE] = TTL_DEFAULT_S
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> PlaceHold:
         return PlaceHold(
@@ -361,16 +422,16 @@ class HoldIn(Request):
 
 
 class GrantIn(Request):
-    amount: Money
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    reference: Annotated[str, StringConstraints(min_length=1, max_length=REFERENCE_LENGTH_MAX)] = (
-        Field(description="the operator's own id of this grant: one grant per reference")
-    )
+    amount: PositiveMoney
+    reason: RequiredText
+    reference: Annotated[
+        StorableText, StringConstraints(min_length=1, max_length=REFERENCE_LENGTH_MAX)
+    ] = Field(description="the operator's own id of this grant: one grant per reference")
     expires_at: AwareDatetime | None = Field(
         None, description="when the unused remainder expires; never when absent"
     )
-    priority: int = Field(
-        PRIORITY_DEFAULT, ge=0, le=PRIORITY_MAX, description="grants with lower ones drain first"
+    priority: Annotated[int, Field(ge=0, le=PRIORITY_MAX), WHOLE] = Field(
+        PRIORITY_DEFAULT, description="grants with lower ones drain first"
     )
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> IssueGrant:
@@ -395,7 +456,7 @@ class UsageIdentity(Request):
 
 class RefundIn(Request):
     usage: UsageIdentity
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: RequiredText
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> RefundUsage:
         return RefundUsage(
@@ -409,14 +470,14 @@ class RefundIn(Request):
 
 
 class PoolMigrationIn(Request):
-    dry_run: bool = Field(False, description="report what would move; write nothing")
+    dry_run: StrictBool = Field(False, description="report what would move; write nothing")
 
 
 class GiftIn(Request):
     to_company_id: Key
-    amount: Money
+    amount: PositiveMoney
     gift_type: Key | None = Field(None, description="what the gift is, e.g. diamonds or rose")
-    message: Annotated[str, StringConstraints(max_length=GIFT_MESSAGE_LENGTH_MAX)] = ""
+    message: Annotated[StorableText, StringConstraints(max_length=GIFT_MESSAGE_LENGTH_MAX)] = ""
 
     def to_command(self, company_id: str, *, actor: str, idempotency_key: str) -> SendTransfer:
         return SendTransfer(
@@ -433,8 +494,8 @@ class GiftIn(Request):
 class TransferIn(Request):
     from_company_id: Key
     to_company_id: Key
-    amount: Money
-    commission_rate: Money = "0"
+    amount: PositiveMoney
+    commission_rate: Fraction = "0"
     note: Text = ""
 
     def to_command(self, *, actor: str, idempotency_key: str) -> TransferMoney:

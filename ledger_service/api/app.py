@@ -29,6 +29,7 @@ from ledger_service.api.routes.auto_open import WalletDefaults
 from ledger_service.service.hold_batcher import HoldBatcher
 from ledger_service.service.ledger import LedgerApplication
 from projections.queries import ReadModels
+from schemas.api import document_units
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +100,23 @@ def create_app(
     _ops_routes(app, state, projection_lag_events_max, readiness_checks or {})
     if fast_holds:
         install_fast_holds(app, state)
+    _document_units(app, sorted(ledger.credit_rates))
     return app
+
+
+def _document_units(app: FastAPI, units: list[str]) -> None:
+    """The OpenAPI document names the units of account this service is configured with."""
+    generate = app.openapi
+    documented: list[dict[str, Any]] = []
+
+    def openapi() -> dict[str, Any]:
+        if not documented:
+            schema = generate()
+            document_units(schema, units)
+            documented.append(schema)
+        return documented[0]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_ops_app(

@@ -2,8 +2,9 @@
 
 Every error leaves as ``{"error": {"code", "message", "request_id"}}``. Domain errors keep their
 ``LedgerError.code``; statuses: 400 malformed requests, 401 missing/invalid credentials, 403 a
-missing scope, 404 unknown (or another tenant's) resources, 409 invalid transitions and
-conflicts, 422 values that parse but are not acceptable, 503 a read that could not be served
+missing scope, 404 unknown (or another tenant's) resources, 409 invalid transitions, conflicts
+and refusals that depend on the ledger's state or the clock, 422 values the schema refuses or
+that could never be accepted as written, 503 a read that could not be served
 fresh enough. Anything unexpected is a 500 with the request id to quote, and is logged.
 """
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from ledger_service.api.context import current_request_id
 from ledger_service.domain.errors import (
@@ -32,6 +34,7 @@ from ledger_service.domain.errors import (
     LedgerError,
     LoginLinkUsed,
     NotFound,
+    NotInFuture,
     NotPermitted,
     PackAlreadyExists,
     PaymentProviderUnavailable,
@@ -41,6 +44,7 @@ from ledger_service.domain.errors import (
     SpendingCapReached,
     TransferLimitReached,
     UnknownCategory,
+    UnknownCompany,
     UsageAlreadyRefunded,
     UsageNotRefundable,
     WalletAlreadyExists,
@@ -51,12 +55,17 @@ log = structlog.get_logger(__name__)
 
 _STATUS_OF: tuple[tuple[type[LedgerError], int], ...] = (
     (NotFound, 404),
+    (UnknownCompany, 404),
     (NotPermitted, 403),
     (InvalidAmount, 422),
     (InvalidArgument, 422),
-    (CurrencyMismatch, 422),
-    (UnknownCategory, 422),
-    (PriceMismatch, 422),
+    # Refusals that depend on the ledger's state (the wallet's currency and rate card, a
+    # pack's price, the clock), not on the request alone: a request the schema allows is
+    # refused with 422 only when it could never succeed as written.
+    (CurrencyMismatch, 409),
+    (UnknownCategory, 409),
+    (PriceMismatch, 409),
+    (NotInFuture, 409),
     (InvalidTransition, 409),
     (InsufficientFunds, 409),
     (TransferLimitReached, 409),
@@ -170,11 +179,32 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, _describe(errors))
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = (headers or {}) | {"Allow": _allowed_methods(request)}
     return error_response(exc.status_code, code, str(exc.detail), headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the schema documents for the request's path. Starlette's own ``Allow``
+    names only the first route whose path matched, so a path served by two routes (GET and
+    POST declared apart) would seem to allow one of them."""
+    app = request.app
+    paths = getattr(app.state, "allow_by_path", None)
+    if paths is None:
+        paths = [
+            (compile_path(path)[0], {m.upper() for m in item if m != "parameters"})
+            for path, item in app.openapi().get("paths", {}).items()
+        ]
+        app.state.allow_by_path = paths
+    methods: set[str] = set()
+    for regex, documented in paths:
+        if regex.match(request.url.path):
+            methods |= documented
+    return ", ".join(sorted(methods))
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,9 +1,10 @@
 """Payment provider webhooks: verified with Stripe's own package, then turned into the one
 command the ledger runs for them (``ApplyPaymentEvent``, keyed by the provider's event id).
 
-A bad, missing or foreign signature is ``400 WEBHOOK_SIGNATURE_INVALID``; a signed timestamp
-older than ``TOLERANCE_S`` (a replayed request) is ``400 WEBHOOK_TIMESTAMP_TOO_OLD``; a signed
-body that is not a Stripe event is ``400 WEBHOOK_MALFORMED``. Nothing is written for any of
+A bad, missing or foreign signature is ``401 WEBHOOK_SIGNATURE_INVALID`` and a signed timestamp
+older than ``TOLERANCE_S`` (a replayed request) ``401 WEBHOOK_TIMESTAMP_TOO_OLD``: the sender is
+not authenticated, as a bad bearer token is 401 elsewhere. A signed body that is not a Stripe
+event is ``400 WEBHOOK_MALFORMED``. Nothing is written for any of
 them. Event types the ledger does not act on are answered ``ignored`` (200), so the provider
 stops resending them.
 """
@@ -58,7 +59,7 @@ def verified_event(payload: bytes, signature: str | None, secret: str) -> Stripe
         too_old = "tolerance" in str(exc)
         code = "WEBHOOK_TIMESTAMP_TOO_OLD" if too_old else "WEBHOOK_SIGNATURE_INVALID"
         log.warning("payment_webhook_refused", code=code)
-        raise ApiError(400, code, str(exc).split(".")[0]) from None
+        raise ApiError(401, code, str(exc).split(".")[0]) from None
     try:
         return StripeEvent.model_validate_json(payload)
     except ValidationError as exc:

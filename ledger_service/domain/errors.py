@@ -149,6 +149,12 @@ class UnknownSender(SenderNotLinked):
     code = "UNKNOWN_SENDER"
 
 
+class NotInFuture(LedgerError):
+    """A time that had to be ahead of now is not (e.g. a grant's ``expires_at``)."""
+
+    code = "NOT_IN_FUTURE"
+
+
 class UnknownCompany(LedgerError):
     code = "UNKNOWN_COMPANY"
 

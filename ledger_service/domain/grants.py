@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID, uuid5
 
-from ledger_service.domain.errors import InvalidArgument
+from ledger_service.domain.errors import InvalidArgument, NotInFuture
 
 GRANT_PREFIX = "grant:"
 """Split keys of grant parts, and the ``reference`` of a grant's entries."""
@@ -114,5 +114,5 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
     if expires_at.tzinfo is None:
         raise InvalidArgument("expires_at needs a time zone (e.g. 2026-12-31T23:59:59Z)")
     if expires_at <= now:
-        raise InvalidArgument(f"expires_at {expires_at.isoformat()} is not in the future")
+        raise NotInFuture(f"expires_at {expires_at.isoformat()} is not in the future")
     return expires_at

@@ -27,6 +27,23 @@ AMOUNT_PATTERN = rf"^-?({_BELOW_MAX}|{int(AMOUNT_ABS_MAX)}(\.0{{1,{FRACTION_DIGI
 most 7 fractional digits, no larger than ``AMOUNT_ABS_MAX`` (so that what the pattern allows,
 ``parse_amount`` accepts). The one money pattern: schemas derive theirs from it."""
 UNSIGNED_AMOUNT_PATTERN = AMOUNT_PATTERN.replace("^-?", "^", 1)
+# Above zero: a non-zero integer part, or "0." followed by at most 7 digits not all zero.
+_ABOVE_ZERO_FRACTION = "|".join(
+    f"0{{{zeros}}}[1-9][0-9]{{0,{FRACTION_DIGITS_MAX - 1 - zeros}}}"
+    for zeros in range(FRACTION_DIGITS_MAX)
+)
+POSITIVE_AMOUNT_PATTERN = (
+    rf"^([1-9][0-9]{{0,{INTEGER_DIGITS_MAX - 2}}}(\.[0-9]{{1,{FRACTION_DIGITS_MAX}}})?"
+    rf"|0\.({_ABOVE_ZERO_FRACTION})"
+    rf"|{int(AMOUNT_ABS_MAX)}(\.0{{1,{FRACTION_DIGITS_MAX}}})?)$"
+)
+"""An amount above zero (and at most ``AMOUNT_ABS_MAX``): what every top-up, grant, transfer
+and adjustment moves; zero would be a request that moves nothing."""
+_FRACTION = rf"(\.[0-9]{{1,{FRACTION_DIGITS_MAX}}})?"
+PERCENT_PATTERN = rf"^((0|[1-9][0-9]?){_FRACTION}|100(\.0{{1,{FRACTION_DIGITS_MAX}}})?)$"
+"""A percentage, 0 to 100 (tax, the low-balance line)."""
+FRACTION_PATTERN = rf"^0{_FRACTION}$"
+"""A rate at least 0 and below 1 (a transfer's commission)."""
 
 _QUANTUM = Decimal(1).scaleb(-FRACTION_DIGITS_MAX)
 # Deliberately looser than AMOUNT_PATTERN: a plain decimal of any reasonable length is lexed,
@@ -102,11 +119,18 @@ def format_amount(amount: Decimal) -> str:
     return format(amount.normalize(), "f")
 
 
+PAYABLE_CURRENCIES = frozenset(c.code for c in Currency if c.exponent is not None)
+"""ISO 4217 currencies with a minor unit: what an invoice can be issued and paid in (gold and
+the like have none)."""
+
+
 def parse_currency(value: object) -> str:
     if not isinstance(value, str) or not _CURRENCY_TEXT.fullmatch(value):
         raise InvalidArgument(
             f"currency must be a 3-letter upper-case ISO 4217 code, got {value!r}"
         )
+    if value not in PAYABLE_CURRENCIES:
+        raise InvalidArgument(f"{value} is not an ISO 4217 currency with a minor unit")
     return value
 
 

@@ -12,12 +12,14 @@ from ledger_service.domain.holds import check_units
 from ledger_service.domain.ids import check_key
 from ledger_service.domain.money import ZERO, format_amount
 from ledger_service.domain.topup import check_text
-from ledger_service.service.runner import Command, Decision
+from ledger_service.service.runner import IDEMPOTENCY_KEY_LENGTH_MAX, Command, Decision
 
 if TYPE_CHECKING:
     from ledger_service.service.ledger import LedgerApplication
 
-REFERENCE_LENGTH_MAX = 200
+KEY_PREFIX = "consume:"
+REFERENCE_LENGTH_MAX = IDEMPOTENCY_KEY_LENGTH_MAX - len(KEY_PREFIX)
+"""The reference keys the command, so it must fit in a key with its prefix."""
 
 
 class ConsumptionState(TypedDict):
@@ -37,7 +39,7 @@ class ConsumptionState(TypedDict):
 
 def idempotency_key_of(reference: str) -> str:
     """The command's key: the reference (one charge per reference and company)."""
-    return f"consume:{reference}"
+    return f"{KEY_PREFIX}{reference}"
 
 
 @dataclass(frozen=True, kw_only=True)

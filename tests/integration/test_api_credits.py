@@ -71,7 +71,7 @@ async def test_credits_are_bought_with_money_at_the_rate_of_the_request(
     assert_error(
         await api.post("/v1/topup-requests", headers=tenant | key(),
                        json={"company_id": company_id, "amount": "5", "currency": "USD"}),
-        422, "CURRENCY_MISMATCH",
+        409, "CURRENCY_MISMATCH",
     )  # fmt: skip
     report = verify(priced)
     assert report.ok, report.problems

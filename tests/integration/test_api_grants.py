@@ -70,8 +70,8 @@ async def test_an_operator_grants_lists_and_voids_credit_over_http(
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     assert_error(
         await api.post(path, json=grant_body("g2", expires_at=past), headers=operator | key()),
-        422,
-        "INVALID_ARGUMENT",
+        409,
+        "NOT_IN_FUTURE",
     )
     naive = await api.post(
         path, json=grant_body("g2", expires_at="2099-01-01T00:00:00"), headers=operator | key()

@@ -76,7 +76,7 @@ async def test_a_sender_places_lists_and_releases_holds_over_http(
     assert_error(refused, 409, "INSUFFICIENT_AVAILABLE_BALANCE")
     assert_error(
         await api.post(path, json=body(company_id, "m3", category="nope"), headers=sender),
-        422,
+        409,
         "UNKNOWN_CATEGORY",
     )
     assert_error(

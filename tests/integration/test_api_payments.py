@@ -123,10 +123,10 @@ async def test_refused_webhooks_write_nothing(
     head = pg_ledger.recorder.max_notification_id()
     refused_before = refused()
     refusals = [
-        (signed(event, secret="whsec_someone_else"), 400, "WEBHOOK_SIGNATURE_INVALID"),
-        ((payload.replace(b"4000", b"9000"), headers), 400, "WEBHOOK_SIGNATURE_INVALID"),
-        ((payload, {}), 400, "WEBHOOK_SIGNATURE_INVALID"),
-        (signed(event, at=int(time.time()) - 600), 400, "WEBHOOK_TIMESTAMP_TOO_OLD"),
+        (signed(event, secret="whsec_someone_else"), 401, "WEBHOOK_SIGNATURE_INVALID"),
+        ((payload.replace(b"4000", b"9000"), headers), 401, "WEBHOOK_SIGNATURE_INVALID"),
+        ((payload, {}), 401, "WEBHOOK_SIGNATURE_INVALID"),
+        (signed(event, at=int(time.time()) - 600), 401, "WEBHOOK_TIMESTAMP_TOO_OLD"),
         (signed(completed(str(uuid4()))), 404, "PAYMENT_ORDER_NOT_FOUND"),
         (signed({"id": "evt_x"}), 400, "WEBHOOK_MALFORMED"),
     ]

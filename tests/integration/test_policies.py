@@ -458,9 +458,9 @@ async def test_authorization_answers_match_balances_and_caps(
     ("body", "code"),
     [
         ({"cycle": {"anchor_day": 29}}, "VALIDATION_ERROR"),
-        ({"cycle": {"time_zone": "Mars/Base"}}, "INVALID_ARGUMENT"),
+        ({"cycle": {"time_zone": "Mars/Base"}}, "VALIDATION_ERROR"),
         ({"spending_caps": {"marketing": {}}}, "INVALID_ARGUMENT"),
-        ({"alerts": {"low_balance_percent": "101"}}, "INVALID_ARGUMENT"),
+        ({"alerts": {"low_balance_percent": "101"}}, "INVALID_AMOUNT"),
         ({"alerts": {"burn_limit_24h": 5}}, "INVALID_AMOUNT"),
         ({"auto_topup": {"enabled": True, "amount": "0"}}, "INVALID_AMOUNT"),
         ({"auto_topup": {"surprise": True}}, "VALIDATION_ERROR"),

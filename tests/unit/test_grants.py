@@ -17,6 +17,7 @@ from ledger_service.domain.errors import (
     GrantClosed,
     GrantNotFound,
     InvalidArgument,
+    NotInFuture,
 )
 from ledger_service.domain.usage import Usage
 from ledger_service.domain.wallet import Wallet
@@ -198,7 +199,7 @@ def test_one_grant_per_reference_and_checked_input(ledger: LedgerApplication) ->
             company_id="acme", amount=D(5), reason="again", reference="g", actor="op",
             idempotency_key="other-key",
         )  # fmt: skip
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(NotInFuture):
         grant(ledger, "past", "1", expires_in=timedelta(seconds=-1))
     with pytest.raises(InvalidArgument):
         grant(ledger, "prio", "1", priority=-1)

@@ -68,12 +68,18 @@ def test_refuses_bad_currencies(currency: object) -> None:
 def test_the_contracts_use_the_domains_one_money_pattern() -> None:
     import re
 
-    from ledger_service.domain.money import AMOUNT_PATTERN, UNSIGNED_AMOUNT_PATTERN
-    from schemas.requests import AutoTopupIn, TopupRequestIn
+    from ledger_service.domain.money import (
+        AMOUNT_PATTERN,
+        POSITIVE_AMOUNT_PATTERN,
+        UNSIGNED_AMOUNT_PATTERN,
+    )
+    from schemas.requests import AutoTopupIn, PackIn, TopupRequestIn
     from schemas.usage_event import UsageEventData
 
     amount = TopupRequestIn.model_json_schema()["properties"]["amount"]
-    assert amount["pattern"] == UNSIGNED_AMOUNT_PATTERN, "amounts are not negative"
+    assert amount["pattern"] == POSITIVE_AMOUNT_PATTERN, "a top-up moves money"
+    bonus = PackIn.model_json_schema()["properties"]["bonus"]
+    assert bonus["pattern"] == UNSIGNED_AMOUNT_PATTERN, "amounts are not negative"
     trigger = AutoTopupIn.model_json_schema()["properties"]["trigger_balance"]
     assert trigger["pattern"] == AMOUNT_PATTERN, "a trigger may be below zero"
     unit_price = UsageEventData.model_json_schema()["properties"]["unit_price"]

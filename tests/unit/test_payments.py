@@ -138,7 +138,7 @@ def test_a_genuine_signature_is_accepted_and_others_are_refused() -> None:
         for body, signature in attempts:
             with pytest.raises(ApiError) as refused:
                 verified_event(body, signature, SECRET)
-            assert (refused.value.status, refused.value.code) == (400, code)
+            assert (refused.value.status, refused.value.code) == (401, code)
 
 
 def test_stripe_events_map_to_the_ledger_command_or_to_nothing() -> None:

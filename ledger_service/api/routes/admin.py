@@ -3,7 +3,6 @@ usage totals, every company's transactions, and one company's ledger totals."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -14,7 +13,9 @@ from ledger_service.api.routes.dependencies import (
     Limit,
     MinPosition,
     Operator,
+    Since,
     State,
+    Until,
     fresh,
     page,
     wallet_not_found,
@@ -78,8 +79,8 @@ async def admin_transactions(
     company: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
     kind: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
     sender: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query(description="exclusive")] = None,
+    from_: Since = None,
+    to: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
     min_position: MinPosition = None,

@@ -3,7 +3,7 @@ when it is used (scope ``billing.usage``, or ``billing.manage``). See ``domain.c
 
 Refused (409, nothing written) with ``INSUFFICIENT_AVAILABLE_BALANCE`` when the available balance
 (holds deducted) does not cover the price, ``SPENDING_CAP_REACHED`` when the feature's cap is
-``hard`` and this would pass it; ``UNKNOWN_CATEGORY`` (422) for a feature not on the rate card.
+``hard`` and this would pass it, ``UNKNOWN_CATEGORY`` for a feature not on the rate card.
 The ``reference`` is the idempotency key (no ``Idempotency-Key`` header): the same reference and
 body again returns the first charge, another body for it is 409 ``IDEMPOTENCY_CONFLICT``.
 """

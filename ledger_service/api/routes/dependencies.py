@@ -4,12 +4,15 @@ with their limits, bounded read-your-writes waits, idempotency keys and the writ
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BeforeValidator
 
 from ledger_service.api.auth import (
     Authenticator,
@@ -127,6 +130,42 @@ OptionalIdempotencyKey = Annotated[
         max_length=200,
         description="optional here: the request's own reference keys it when absent",
     ),
+]
+# Pydantic would also read a bare number as seconds since 1970; the API takes only what its
+# schema says (RFC 3339 date-times with an offset, ISO dates), so a typo is refused, not read.
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")  # fmt: skip
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _shaped(pattern: re.Pattern[str], example: str) -> BeforeValidator:
+    def check(value: object) -> object:
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            raise ValueError(f"expected a value like {example}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Since = Annotated[
+    AwareDatetime | None,
+    _shaped(_RFC3339, "2026-11-01T00:00:00Z"),
+    Query(alias="from", description="RFC 3339 date-time with offset, inclusive"),
+]
+Until = Annotated[
+    AwareDatetime | None,
+    _shaped(_RFC3339, "2026-12-01T00:00:00Z"),
+    Query(description="RFC 3339 date-time with offset, exclusive"),
+]
+FirstDay = Annotated[
+    date | None,
+    _shaped(_ISO_DATE, "2026-11-01"),
+    Query(alias="from", description="first day (UTC), YYYY-MM-DD"),
+]
+LastDay = Annotated[
+    date | None,
+    _shaped(_ISO_DATE, "2026-11-30"),
+    Query(description="last day (UTC), YYYY-MM-DD, inclusive"),
 ]
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)]

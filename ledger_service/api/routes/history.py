@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -12,9 +11,13 @@ from ledger_service.api.routes.dependencies import (
     Caller,
     CompanyPath,
     Cursor,
+    FirstDay,
+    LastDay,
     Limit,
     MinPosition,
+    Since,
     State,
+    Until,
     amount_text,
     fresh,
     page,
@@ -72,8 +75,8 @@ async def list_transactions(
     caller: Caller,
     kind: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
     sender: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query(description="exclusive")] = None,
+    from_: Since = None,
+    to: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
     min_position: MinPosition = None,
@@ -128,8 +131,8 @@ async def get_usage(
     caller: Caller,
     group_by: Literal["sender", "category", "day"] = "day",
     sender: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
-    from_: Annotated[date | None, Query(alias="from", description="first day (UTC)")] = None,
-    to: Annotated[date | None, Query(description="last day (UTC), inclusive")] = None,
+    from_: FirstDay = None,
+    to: LastDay = None,
     min_position: MinPosition = None,
 ) -> UsageOut:
     """Usage counts and amounts grouped by sender, category or day."""

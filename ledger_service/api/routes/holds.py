@@ -3,7 +3,7 @@ billing.manage). The usage event whose CloudEvents id is the hold's ``reference`
 ``DELETE`` releases it; at ``expires_at`` it expires.
 
 A hold is refused (409, nothing written) for the reasons pre-send authorization gives:
-``SENDER_NOT_LINKED``, ``UNKNOWN_CATEGORY`` (422), ``SPENDING_CAP_REACHED``,
+``SENDER_NOT_LINKED``, ``UNKNOWN_CATEGORY``, ``SPENDING_CAP_REACHED``,
 ``INSUFFICIENT_AVAILABLE_BALANCE``. The same request again returns the same hold; another
 request for a reference whose hold is active is 409 ``HOLD_CONFLICT``.
 

@@ -3,7 +3,6 @@ tenant's from its own wallet (a gift, scope ``billing.transfer``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,7 +17,9 @@ from ledger_service.api.routes.dependencies import (
     Limit,
     MinPosition,
     Operator,
+    Since,
     State,
+    Until,
     fresh,
     key,
     page,
@@ -90,8 +91,8 @@ async def list_transfers(
     company: Annotated[
         str | None, Query(pattern=KEY_PATTERN, description="sent or received")
     ] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query(description="exclusive")] = None,
+    from_: Since = None,
+    to: Until = None,
     cursor: Cursor = None,
     limit: Limit = 50,
     min_position: MinPosition = None,

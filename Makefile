@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 PIP_VERSION := 26.3
 
-.PHONY: run test lint unit integration install lock bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz bench-holds clean
+.PHONY: run test lint unit integration install lock bench-core bench-ingest bench-ingest-alerts bench-api bench-replay bench-authz bench-holds soak clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,12 @@ bench-api: $(STAMP)
 # Pre-send authorization at 500 req/s (allowed and denied) next to /healthz; about 3 minutes.
 bench-authz: $(STAMP)
 	$(BIN)/python -m bench.bench_authz
+
+# Faults under load (consumer and projector SIGKILLs, PostgreSQL restarts) against a private
+# PostgreSQL, checked against the soak's own reference; not part of `make test`. 10-30 minutes
+# with the defaults; e.g. ARGS="--events 20000 --wallets 100" for a short one.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

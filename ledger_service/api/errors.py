@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -207,7 +209,36 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+# What a database that is down, restarting or out of connections raises, on the write side
+# (psycopg, under the library's and the runner's wrappers) and on the read side (asyncpg).
+_OUTAGES: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,  # connection refused or lost, pool timeout
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.InterfaceError,  # a pooled connection closed under it
+    ConnectionError,
+)
+RETRY_AFTER_S = "1"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the database cannot be reached: the request was
+    fine and may be retried with the same Idempotency-Key. A query the database refused (bad
+    data, a bug) is not one, even wrapped in ``StoreUnavailable``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _OUTAGES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    if is_outage(exc):
+        log.warning("store_unavailable", error=repr(exc))
+        return error_response(503, "UNAVAILABLE", "the ledger's database is unavailable; retry "
+                              "shortly with the same Idempotency-Key",
+                              {"Retry-After": RETRY_AFTER_S})  # fmt: skip
     log.exception("unhandled_error", error=repr(exc))
     return error_response(500, "INTERNAL_ERROR", "unexpected error; quote the request id")
 
@@ -237,7 +268,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (
             503,
             "the read models have not reached min_position yet (PROJECTION_BEHIND, "
-            "Retry-After), or a dependency is unavailable",
+            "Retry-After), or the database is unavailable (UNAVAILABLE, Retry-After): retry "
+            "with the same Idempotency-Key",
         ),
     )
 }

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,17 +177,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_service(url: str, port: int, logs: Path) -> list[subprocess.Popen[bytes]]:
+def start_service(
+    url: str, port: int, logs: Path, more_serve_ports: Sequence[int] = ()
+) -> list[subprocess.Popen[bytes]]:
+    """``ledger serve`` on ``port`` (and one more on each of ``more_serve_ports``: replicas,
+    as a load balancer would spread them) and one ``ledger project``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    env |= {
-        "LEDGER_DATABASE_URL": url,
-        "LEDGER_HTTP_PORT": str(port),
-        "LEDGER_LOG_LEVEL": "warning",
-        "LEDGER_LOG_JSON": "true",
-    }
+    env |= {"LEDGER_DATABASE_URL": url, "LEDGER_LOG_LEVEL": "warning", "LEDGER_LOG_JSON": "true"}
+    parts = [("serve", p) for p in (port, *more_serve_ports)] + [("project", port)]
     return [
-        subprocess.Popen([LEDGER, part], env=env, stderr=(logs / f"{part}.log").open("wb"))
-        for part in ("serve", "project")
+        subprocess.Popen(
+            [LEDGER, part],
+            env=env | {"LEDGER_HTTP_PORT": str(on)},
+            stderr=(logs / f"{part}-{on}.log").open("wb"),
+        )
+        for part, on in parts
     ]
 
 

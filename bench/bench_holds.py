@@ -52,17 +52,24 @@ FLOORS_MS = {500.0: 15.0, 2000.0: 50.0}
 
 
 def hold_workers(
-    port: int, token: str, companies: list[str], count: int
+    ports: list[int], token: str, companies: list[str], count: int
 ) -> list[Callable[[], Awaitable[bool]]]:
-    """Workers (one connection each) that each POST a hold with a new reference, cycling
-    through ``companies``."""
+    """Workers (one connection each, spread over the ``ports`` of the serve processes) that
+    each POST a hold with a new reference, cycling through ``companies``. With several serve
+    processes a company always goes to the same one, as a load balancer hashing the path
+    would send it: two processes deciding holds of one wallet at once would only conflict."""
     references = itertools.count()
-    targets = itertools.cycle(companies)
+    shards = [
+        (port, itertools.cycle(companies[i :: len(ports)]))
+        for i, port in enumerate(ports)
+        if companies[i :: len(ports)]
+    ]
     workers = []
-    for _ in range(count):
+    for number in range(count):
+        port, targets = shards[number % len(shards)]
         conn = HttpConnection("127.0.0.1", port)
 
-        async def call(conn: HttpConnection = conn) -> bool:
+        async def call(conn: HttpConnection = conn, targets: Any = targets) -> bool:
             company = next(targets)
             hold = {"waba_id": f"{company}-w", "category": "marketing", "units": 1}
             body = json.dumps(hold | {"reference": f"msg-{next(references)}"}).encode()
@@ -77,7 +84,13 @@ def hold_workers(
     return workers
 
 
-async def measure(port: int, companies: list[str], args: argparse.Namespace) -> list[Run]:
+def healthz_workers(ports: list[int], token: str, count: int) -> list[Any]:
+    share = [count // len(ports) + (i < count % len(ports)) for i in range(len(ports))]
+    return [w for port, n in zip(ports, share, strict=True)
+            for w in http_workers(port, "/healthz", token, n)]  # fmt: skip
+
+
+async def measure(ports: list[int], companies: list[str], args: argparse.Namespace) -> list[Run]:
     sender = mint_token(
         DEVELOPMENT_JWT_SECRET, subject="bench-sender", company_id=None,
         scopes=["billing.usage"], ttl_s=3600,
@@ -86,17 +99,17 @@ async def measure(port: int, companies: list[str], args: argparse.Namespace) -> 
     # start is reported on its own line, and the measured runs start with every wallet loaded.
     warm_up = await open_loop(
         "warm-up: each wallet once", 500, len(companies) / 500,
-        hold_workers(port, sender, companies, args.connections),
+        hold_workers(ports, sender, companies, args.connections),
     )  # fmt: skip
     print(warm_up.line(), flush=True)
     runs = []
     for rate in args.rates:
         scenarios = (
-            ("healthz", lambda: http_workers(port, "/healthz", sender, args.connections)),
+            ("healthz", lambda: healthz_workers(ports, sender, args.connections)),
             (f"holds, {len(companies)} wallets", lambda: hold_workers(
-                port, sender, companies, args.connections)),
+                ports, sender, companies, args.connections)),
             ("holds, one hot wallet", lambda: hold_workers(
-                port, sender, companies[:1], args.connections)),
+                ports, sender, companies[:1], args.connections)),
         )  # fmt: skip
         for name, workers in scenarios:
             run = await open_loop(name, rate, args.duration_s, workers())
@@ -154,13 +167,14 @@ async def bench(args: argparse.Namespace) -> None:
         if args.in_process:
             in_process(url, companies, args)
             return
-        port = free_port()
-        service = start_service(url, port, Path(logs))
+        ports = [free_port() for _ in range(args.serve_processes)]
+        service = start_service(url, ports[0], Path(logs), ports[1:])
         try:
-            wait_ready(port)
+            for port in ports:
+                wait_ready(port)
             each = f"{args.connections} connections, {args.duration_s:.0f} s each"
-            print(f"holds, open loop, {each}:")
-            runs = await measure(port, companies, args)
+            print(f"holds, open loop, {each}, {len(ports)} serve process(es):")
+            runs = await measure(ports, companies, args)
         finally:
             stop_service(service)
     report(runs)
@@ -193,6 +207,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--companies", type=int, default=1000)
     parser.add_argument("--in-process", action="store_true", help="no HTTP: a batcher here")
+    parser.add_argument("--serve-processes", type=int, default=1,
+                        help="ledger serve replicas, the connections spread over them")  # fmt: skip
     asyncio.run(bench(parser.parse_args()))
 
 

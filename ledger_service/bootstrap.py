@@ -8,12 +8,14 @@ time; ``Container.close()`` releases everything in reverse order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 import asyncpg
 import psycopg
+import structlog
 from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
 
@@ -43,6 +45,8 @@ from projections import migrations
 from projections.projector import Projector
 from projections.queries import ReadModels
 from projections.tables import ReadModelTables
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -74,6 +78,37 @@ def resolve_database_url(settings: Settings, closers: list[Callable[[], None]]) 
     url, stop = start_embedded_postgres(settings.data_dir)
     closers.append(stop)
     return url
+
+
+STARTUP_RETRY_S = 1.0
+
+
+def database_reachable(
+    database_url: str,
+    wait_s: float,
+    *,
+    connect: Callable[[str], object] = lambda url: psycopg.connect(url, connect_timeout=2).close(),
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once PostgreSQL accepts a connection; retry for up to ``wait_s`` (saying so in
+    the log), then raise the last error. Roles started together with their database (compose,
+    a Kubernetes rollout) would otherwise exit 1 and wait for their supervisor's back-off."""
+    deadline = time.monotonic() + wait_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            connect(database_url)
+        except psycopg.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                log.error("database_unreachable", attempts=attempt, waited_s=wait_s)
+                raise
+            log.warning("waiting_for_database", attempt=attempt, error=str(exc).strip()[:200])
+            sleep(STARTUP_RETRY_S)
+            continue
+        if attempt > 1:
+            log.info("database_reachable", attempts=attempt)
+        return
 
 
 def resolve_kafka_bootstrap(settings: Settings, closers: list[Callable[[], None]]) -> str:
@@ -112,15 +147,23 @@ def eventsourcing_env(settings: Settings, database_url: str) -> dict[str, str]:
 
 
 def bootstrap(
-    settings: Settings | None = None, *, with_broker: bool = False, **overrides: Any
+    settings: Settings | None = None,
+    *,
+    with_broker: bool = False,
+    wait_for_database: bool = False,
+    **overrides: Any,
 ) -> Container:
-    """Build the service's object graph. ``overrides`` replace parts (tests pass fakes)."""
+    """Build the service's object graph. ``overrides`` replace parts (tests pass fakes).
+    ``wait_for_database``: a long-running role waits up to ``startup_wait_s`` for PostgreSQL
+    (a one-shot command fails at once instead)."""
     settings = settings or Settings()
     closers: list[Callable[[], None]] = []
     try:
         database_url = overrides.pop("database_url", None) or resolve_database_url(
             settings, closers
         )
+        if wait_for_database:
+            database_reachable(database_url, settings.startup_wait_s)
         kafka = resolve_kafka_bootstrap(settings, closers) if with_broker else None
         ledger = overrides.pop("ledger", None) or build_ledger(settings, database_url)
     except BaseException:

@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     notifications_topic: str = "ledger.notifications.v1"
     reactions_poll_interval_ms: int = Field(default=500, ge=10, le=60_000)
     reactions_batch_size_max: int = Field(default=500, ge=1, le=10_000)
+    startup_wait_s: float = Field(
+        default=60.0, ge=0, le=3_600,
+        description="how long run, serve, consume, project and react wait at start for "
+        "PostgreSQL to accept connections (a pod started before its database); then exit 1",
+    )  # fmt: skip
     shutdown_timeout_s: float = Field(
         default=20.0, gt=0, le=600,
         description="after SIGTERM, how long the parts get to finish (then cancelled, exit 1)",

@@ -82,7 +82,7 @@ def _run_parts(
     reactions: bool = False,
 ) -> None:
     settings = load_settings()
-    with bootstrap(settings, with_broker=consume or reactions) as container:
+    with bootstrap(settings, with_broker=consume or reactions, wait_for_database=True) as container:
         if http or projections or reactions:  # the parts that read or write the read models
             _read_models_ready(container)
         workers: dict[str, Worker] = {}

@@ -129,16 +129,20 @@ def test_while_a_secret_is_rotated_both_keys_are_valid_and_named_by_kid() -> Non
         ({"iss": "https://idp.example", "aud": "another-api"}, "aud"),
         ({"aud": "ledger"}, "iss"),
         ({"iss": "https://idp.example"}, "aud"),
-        ({"iss": "https://idp.example", "aud": "ledger", "nbf": time.time() + 600}, "nbf"),
-        ({"iss": "https://idp.example", "aud": "ledger", "exp": time.time() - 600}, "exp"),
+        # Times relative to when the test runs (resolved below), not to when it was collected:
+        # the suite takes longer than the 600 s these were once computed with.
+        ({"iss": "https://idp.example", "aud": "ledger", "nbf": 600}, "nbf"),
+        ({"iss": "https://idp.example", "aud": "ledger", "exp": -600}, "exp"),
     ],
 )
 def test_issuer_audience_and_validity_window_are_checked_when_configured(
     claims: dict[str, object], reason: str | None
 ) -> None:
     keys = JwtKeys(SECRET, issuer="https://idp.example", audience="ledger")
+    now = time.time()
+    timed = {k: now + v for k, v in claims.items() if k in ("nbf", "exp") and isinstance(v, int)}
     token = bearer({"sub": "u", "company_id": "acme", "scopes": ["billing.view"],
-                    "exp": time.time() + 60} | claims)  # fmt: skip
+                    "exp": now + 60} | claims | timed)  # fmt: skip
     if reason is None:
         assert Authenticator(keys)(token).company_id == "acme"
         assert mint_token(keys, subject="s", company_id=None, scopes=[], ttl_s=60)

@@ -238,6 +238,12 @@ class Settings(BaseSettings):
     notifications_topic: str = "ledger.notifications.v1"
     reactions_poll_interval_ms: int = Field(default=500, ge=10, le=60_000)
     reactions_batch_size_max: int = Field(default=500, ge=1, le=10_000)
+    gc_gen0_threshold: int = Field(
+        default=50_000, ge=0, le=10_000_000,
+        description="net allocations between young garbage collections in run, serve, consume, "
+        "project and react (Python's default 700 made collections the p99 of holds); 0 keeps "
+        "Python's default",
+    )  # fmt: skip
     startup_wait_s: float = Field(
         default=60.0, ge=0, le=3_600,
         description="how long run, serve, consume, project and react wait at start for "

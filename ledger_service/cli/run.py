@@ -23,6 +23,7 @@ from ledger_service.bootstrap import (
     prepare_read_models,
 )
 from ledger_service.cli.shared import load_settings
+from ledger_service.gc_tuning import tune_garbage_collector
 from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.reactions.cycles import schedule_cycles
@@ -82,6 +83,7 @@ def _run_parts(
     reactions: bool = False,
 ) -> None:
     settings = load_settings()
+    tune_garbage_collector(settings.gc_gen0_threshold)
     with bootstrap(settings, with_broker=consume or reactions, wait_for_database=True) as container:
         if http or projections or reactions:  # the parts that read or write the read models
             _read_models_ready(container)

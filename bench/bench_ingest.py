@@ -37,6 +37,7 @@ from bench.common import fresh_database
 from ledger_service.bootstrap import bootstrap, build_consumer, build_ledger, build_relay
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker
+from ledger_service.gc_tuning import tune_garbage_collector
 from ledger_service.ingestion.batch import BatchOutcome
 from ledger_service.ingestion.records import Consumed
 from ledger_service.ingestion.sample import SampleShape, setup_wallets
@@ -265,6 +266,8 @@ def _runs(values: list[float]) -> str:
 
 
 def main() -> None:
+    # The consumer runs in this process: collect garbage as `ledger consume` does.
+    tune_garbage_collector(Settings().gc_gen0_threshold)
     if os.environ.get("BENCH_ALERTS_AB") == "1":
         alerts_ab()
         return

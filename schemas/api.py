@@ -140,7 +140,6 @@ def _whole(value: object) -> object:
 WHOLE = BeforeValidator(_whole)
 """After an int's bounds in ``Annotated[int, Field(ge=..), WHOLE]``: bounds placed after the
 validator would not reach the schema as ``minimum``/``maximum``."""
-WholeNumber = Annotated[int, WHOLE]
 TIME_ZONES = frozenset(zoneinfo.available_timezones())
 
 

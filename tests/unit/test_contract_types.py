@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import given
@@ -19,13 +19,13 @@ from ledger_service.domain.money import (
     parse_amount,
 )
 from schemas.api import (
+    WHOLE,
     Fraction,
     Percent,
     PositiveMoney,
     SignedMoney,
     Text,
     TimeZone,
-    WholeNumber,
     document_units,
 )
 from schemas.requests import ConfigureWalletIn, OpenWalletIn, SpendingCapIn
@@ -57,7 +57,7 @@ def _accepts(kind: Any, value: object) -> bool:
         (Fraction, ["0", "0.05", "0.9999999"], ["1", "1.0", "-0.1"]),
         (SignedMoney, ["-25", "0", "12.5"], ["-1000000000001", "1e3"]),
         (Text, ["", "plain", "emoji \U0001f600"], ["nul \x00", "lone \udc00", "x" * 501]),
-        (WholeNumber, [6, 6.0], [6.5, "6", True]),
+        (Annotated[int, WHOLE], [6, 6.0], [6.5, "6", True]),
         (TimeZone, ["Asia/Kolkata", "UTC"], ["Mars/Base", ""]),
     ],
 )

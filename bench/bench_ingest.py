@@ -2,13 +2,23 @@
 
 Against a real PostgreSQL (fresh database) and the Tansu broker on loopback:
 
+Each of ``BENCH_RUNS`` runs (default 3) takes a fresh database and measures:
+
 1. spread: 1,000 companies x 3 senders; 200,000 events pre-produced by a separate
    `ledger publish-sample` process, then consumed by one consumer (exactly-once on: usage keys,
    positions and deductions in one transaction per partition batch). Throughput is measured
    from the first committed batch to the last.
 2. hot pool: the same with one company and 3 senders (every event hits one wallet).
-3. latency: events published at a fixed rate by a separate process while the consumer runs;
-   latency = commit time - the record's Kafka timestamp (set by the producer at send).
+3. latency at 2,000 and 5,000 events/s (``BENCH_LATENCY_RATES``): events published at a fixed
+   rate by a separate process while a freshly started consumer runs; latency = commit time -
+   the record's Kafka timestamp (set by the producer at send). The first ``WARMUP_SECONDS`` are
+   reported apart: the consumer is loading every wallet it meets.
+4. projection lag at 5,000/s: a `ledger project` process, caught up first, follows the store
+   during the 5,000/s scenario; commit -> read model is sampled from outside
+   (``bench/projection_lag.py``).
+
+The figures are printed per run, then as medians against the floors of issue #16
+(``bench/ingest_figures.py``).
 
 Baseline in the same run: raw batched INSERT rows/s (1,000 rows per transaction) of rows
 shaped like the stored events, into the same PostgreSQL.
@@ -34,6 +44,8 @@ import psycopg
 
 from bench.bench_core import raw_round
 from bench.common import fresh_database
+from bench.ingest_figures import Figures, percentile
+from bench.projection_lag import ProjectionWatch, start_projector, stop_projector, wait_caught_up
 from ledger_service.bootstrap import bootstrap, build_consumer, build_ledger, build_relay
 from ledger_service.config import Settings
 from ledger_service.embedded import start_embedded_broker
@@ -45,7 +57,9 @@ from ledger_service.ingestion.topics import ensure_topics
 from ledger_service.service.ledger import LedgerApplication
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
-LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "2000"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+LATENCY_RATES = [int(r) for r in os.environ.get("BENCH_LATENCY_RATES", "2000,5000").split(",")]
+PROJECTION_RATE = 5000
 LATENCY_SECONDS = int(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP_SECONDS", "10"))
 PARTITIONS = 6
@@ -168,24 +182,33 @@ def throughput(
     return clock.rate(), int(keys[0]) if keys else 0
 
 
-def latency(url: str, kafka: str, shape: SampleShape) -> tuple[list[float], list[float]]:
-    """(cold, steady): latencies of events sent in the first WARMUP_SECONDS (the consumer is
-    loading every wallet it meets) and of those sent after."""
-    settings = scenario_settings(url, kafka, "latency")
+def latency(
+    url: str, kafka: str, shape: SampleShape, *, rate: int, name: str, watch_url: str | None = None
+) -> tuple[list[float], list[float], list[float]]:
+    """(cold, steady, projection): latencies of events sent in the first WARMUP_SECONDS (the
+    consumer is loading every wallet it meets), of those sent after, and with ``watch_url``
+    the commit -> read model lags of the steady part."""
+    settings = scenario_settings(url, kafka, name)
     asyncio.run(ensure_topics(kafka, {settings.usage_topic: PARTITIONS, settings.dlq_topic: 1}))
-    total = LATENCY_RATE * (WARMUP_SECONDS + LATENCY_SECONDS)
+    total = rate * (WARMUP_SECONDS + LATENCY_SECONDS)
     clock = Clock()
     sent_from: list[float] = []
+    watch = ProjectionWatch(watch_url or url)
 
     async def run() -> None:
         consuming = asyncio.create_task(consume(settings, total, clock, timeout_s=300))
         await asyncio.sleep(8)  # let the consumer join its group first
         sent_from.append(time.time() * 1000)
-        publish = publisher(environment(settings), shape, total, rate=LATENCY_RATE)
+        publish = publisher(environment(settings), shape, total, rate=rate)
         await consuming
         publish.wait()
 
-    asyncio.run(run())
+    if watch_url is None:
+        asyncio.run(run())
+    else:
+        with watch:
+            asyncio.run(run())
+            wait_caught_up(watch_url)  # every commit of the run gets its projected sample
     steady_from = sent_from[0] + (WARMUP_SECONDS + 1) * 1000  # +1 s: publisher start-up
     cold = [
         lat
@@ -197,11 +220,8 @@ def latency(url: str, kafka: str, shape: SampleShape) -> tuple[list[float], list
         for lat, ts in zip(clock.latencies_ms, clock.timestamps_ms, strict=True)
         if ts >= steady_from
     ]
-    return cold, steady
-
-
-def percentile(values: list[float], pct: float) -> float:
-    return statistics.quantiles(values, n=1000)[int(pct * 10) - 1]
+    lags = watch.lags_ms(since=steady_from / 1000) if watch_url is not None else []
+    return cold, steady, lags
 
 
 def alerting_policies(ledger: LedgerApplication, shape: SampleShape) -> None:
@@ -271,53 +291,70 @@ def main() -> None:
     if os.environ.get("BENCH_ALERTS_AB") == "1":
         alerts_ab()
         return
+    print(
+        f"bench-ingest: {RUNS} runs; {EVENTS} events per throughput scenario, {PARTITIONS} "
+        f"partitions, one consumer, exactly-once on; latency at {LATENCY_RATES} events/s "
+        f"({WARMUP_SECONDS}s after a consumer start, then {LATENCY_SECONDS}s steady)",
+        flush=True,
+    )
+    figures = Figures()
+    kafka, stop_broker = start_embedded_broker(free_port())
+    try:
+        for index in range(RUNS):
+            one_run(kafka, index, figures)
+    finally:
+        stop_broker()
+    figures.report()
+
+
+def one_run(kafka: str, index: int, figures: Figures) -> None:
+    """Every scenario once, on a database of its own, with its raw INSERT baseline."""
     with fresh_database() as url:
-        kafka, stop_broker = start_embedded_broker(free_port())
+        ledger = build_ledger(Settings(environment="test"), url)
+        started = time.perf_counter()
+        setup_wallets(ledger, SampleShape(1000, 3))
+        ledger.close()
+        print(f"run {index + 1}: setup 1000 wallets x 3 senders in "
+              f"{time.perf_counter() - started:.0f}s", flush=True)  # fmt: skip
+        spread, keys = throughput(url, kafka, f"spread-{index}", SampleShape(1000, 3))
+        if keys != EVENTS:
+            raise RuntimeError(f"{keys} usage keys recorded for {EVENTS} events")
+        figures.add("spread", spread)
+        figures.add("raw", raw_round(url, 1000, 50_000, b"x" * 600))
+        figures.add("hot", hot_pool(kafka, index))
+        for rate in LATENCY_RATES:
+            measure_latency(url, kafka, index, rate, figures)
+        figures.print_run(index)
+
+
+def measure_latency(url: str, kafka: str, index: int, rate: int, figures: Figures) -> None:
+    """The latency scenario at ``rate``; the one at PROJECTION_RATE with `ledger project`
+    running, caught up with everything before it, to measure commit -> read model."""
+    shape = SampleShape(1000, 3)
+    name = f"latency-{rate}-{index}"
+    if rate != PROJECTION_RATE:
+        cold, steady, _ = latency(url, kafka, shape, rate=rate, name=name)
+    else:
+        projector = start_projector(environment(scenario_settings(url, kafka, name)))
         try:
-            ledger = build_ledger(Settings(environment="test"), url)
-            print(
-                f"bench-ingest: {EVENTS} events per scenario, {PARTITIONS} partitions, "
-                "one consumer, exactly-once on"
-            )
-            started = time.perf_counter()
-            setup_wallets(ledger, SampleShape(1000, 3))
-            print(f"setup: 1000 wallets x 3 senders in {time.perf_counter() - started:.0f}s")
-            spread, keys = throughput(url, kafka, "spread", SampleShape(1000, 3))
-            raw_spread = raw_round(url, 1000, 50_000, b"x" * 600)
-            print(
-                f"spread   (1000 companies x 3 senders): {spread:,.0f} deductions/s "
-                f"(usage keys recorded: {keys:,})"
-            )
-            with psycopg.connect(url) as conn:  # the hot pool reuses the 'sample' prefix
-                conn.execute("SELECT 1")
-            hot_url = url
-            ledger.close()
-            hot = hot_pool(hot_url, kafka)
-            raw_hot = raw_round(url, 1000, 50_000, b"x" * 600)
-            print(f"hot pool (1 company x 3 senders):      {hot:,.0f} deductions/s")
-            raw = statistics.median([raw_spread, raw_hot, raw_round(url, 1000, 50_000, b"x" * 600)])
-            print(f"baseline raw batched INSERT (1000 rows/tx, 600-byte rows): {raw:,.0f} rows/s")
-            print(f"ratio to raw INSERT: spread {spread / raw:.2f}, hot {hot / raw:.2f}")
-            cold, steady = latency(url, kafka, SampleShape(1000, 3))
-            print(
-                f"produce-to-commit latency at {LATENCY_RATE}/s, 1000 companies: "
-                f"steady state ({LATENCY_SECONDS}s) p50 {percentile(steady, 50):.0f} ms, "
-                f"p99 {percentile(steady, 99):.0f} ms ({len(steady):,} events); "
-                f"first {WARMUP_SECONDS}s after a consumer (re)start p50 "
-                f"{percentile(cold, 50):.0f} ms, p99 {percentile(cold, 99):.0f} ms"
-            )
+            wait_caught_up(url)
+            cold, steady, lags = latency(url, kafka, shape, rate=rate, name=name, watch_url=url)
         finally:
-            stop_broker()
+            stop_projector(projector)
+        figures.add(f"projection p99 {rate}", percentile(lags, 99))
+    figures.add(f"steady p99 {rate}", percentile(steady, 99))
+    figures.add(f"steady p50 {rate}", percentile(steady, 50))
+    figures.add(f"cold p99 {rate}", percentile(cold, 99))
 
 
-def hot_pool(url: str, kafka: str) -> float:
+def hot_pool(kafka: str, index: int) -> float:
     """One company, three senders: in a database of its own so 'sample-00000' is the only
     company (publish-sample draws companies from the same prefix)."""
     with fresh_database() as hot_url:
         ledger = build_ledger(Settings(environment="test"), hot_url)
         setup_wallets(ledger, SampleShape(1, 3))
         ledger.close()
-        rate, _ = throughput(hot_url, kafka, "hot", SampleShape(1, 3))
+        rate, _ = throughput(hot_url, kafka, f"hot-{index}", SampleShape(1, 3))
     return rate
 
 

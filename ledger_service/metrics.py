@@ -28,7 +28,8 @@ INGESTION_BATCH_SECONDS = Histogram(
 )
 INGESTION_CONFLICT_RETRIES = Counter(
     "ledger_ingestion_conflict_retries_total",
-    "Batches retried after an optimistic-concurrency conflict.",
+    "Batches retried after an optimistic-concurrency conflict, or after a duplicate found at "
+    "commit by a batch planned without asking the store first.",
 )
 INGESTION_READY = Gauge(
     "ledger_ingestion_ready",

@@ -258,6 +258,21 @@ class LedgerRecorder(PostgresProcessRecorder):
                 for row in curs.fetchall()
             }
 
+    def select_latest_snapshots(self, table: str, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The newest snapshot of each of ``ids`` that has one, from the snapshot ``table``,
+        in one statement (its primary key, once per aggregate)."""
+        if not ids:
+            return []
+        query = SQL(
+            "SELECT s.originator_id, s.originator_version, s.topic, s.state "
+            "FROM unnest(%b::uuid[]) AS q(id) CROSS JOIN LATERAL ("
+            "SELECT * FROM {}.{} WHERE originator_id = q.id "
+            "ORDER BY originator_version DESC LIMIT 1) s"
+        ).format(Identifier(self.datastore.schema), Identifier(table))
+        with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
+            curs.execute(query, (list(ids),), prepare=True)
+            return [_stored_event(row) for row in curs.fetchall()]
+
     def select_events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
         """The events of several aggregates after the given versions, in one statement
         (by aggregate, then version): brings cached aggregates up to date in one round trip."""
@@ -267,12 +282,13 @@ class LedgerRecorder(PostgresProcessRecorder):
             curs.execute(
                 self._select_events_after, (list(versions), list(versions.values())), prepare=True
             )
-            return [
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
-                )
-                for row in curs.fetchall()
-            ]
+            return [_stored_event(row) for row in curs.fetchall()]
+
+
+def _stored_event(row: DictRow) -> StoredEvent:
+    return StoredEvent(
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent, Tracking
-from eventsourcing.popo import POPOProcessRecorder
+from eventsourcing.popo import POPOAggregateRecorder, POPOProcessRecorder
 
 from ledger_service.service.ledger import LedgerApplication
 from ledger_service.service.runner import CommandRecord, UsageKey
@@ -23,6 +23,9 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
         super().__init__()
         self.commands: dict[tuple[str, str], CommandRecord] = {}
         self.usage_keys: dict[tuple[str, str], UsageKey] = {}
+        self.snapshot_recorder: POPOAggregateRecorder | None = None
+        """The application's snapshot store, set by ``InMemoryLedger`` (Postgres names it by
+        its table instead)."""
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
@@ -77,6 +80,12 @@ class InMemoryLedgerRecorder(POPOProcessRecorder):
             ]
         return sorted(found, key=lambda s: (str(s.originator_id), s.originator_version))
 
+    def select_latest_snapshots(self, table: str, ids: Sequence[UUID]) -> list[StoredEvent]:
+        if self.snapshot_recorder is None:
+            return []
+        found = (self.snapshot_recorder.select_events(id_, desc=True, limit=1) for id_ in ids)
+        return [snapshots[0] for snapshots in found if snapshots]
+
     def select_command(self, scope: str, key: str) -> CommandRecord | None:
         with self._database_lock:
             return self.commands.get((scope, key))
@@ -117,6 +126,8 @@ class InMemoryLedger(LedgerApplication):
         self._shared_recorder = shared_recorder
         env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
         super().__init__(env=env | INGESTION_CACHE_ENV if cached else env)
+        if isinstance(self.recorder, InMemoryLedgerRecorder) and self.snapshots is not None:
+            self.recorder.snapshot_recorder = cast(POPOAggregateRecorder, self.snapshots.recorder)
 
     def construct_recorder(self) -> ApplicationRecorder:
         return self._shared_recorder or InMemoryLedgerRecorder()

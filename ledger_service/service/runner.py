@@ -106,6 +106,8 @@ class CommandStore(Protocol):
 
     def select_events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]: ...
 
+    def select_latest_snapshots(self, table: str, ids: Sequence[UUID]) -> list[StoredEvent]: ...
+
 
 @dataclass
 class Decision(Generic[R]):

@@ -15,6 +15,13 @@ Refusals (an unknown sender, a price mismatch, a record the caller could not dec
 to ``refuse`` *before* the transaction that moves the position past them commits, so the caller
 can make them durable first (the consumer publishes them to the dead-letter topic).
 
+Duplicates are found by asking the store which of a batch's usage keys are applied. While a
+consumer sees no duplicates it skips that question (``CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP``):
+the keys' primary key refuses a duplicate at commit, and the retry asks first.
+
+Loading: a batch's wallets (and the registrations of senders not routed yet) that are not cached
+are read together (``preloading``), not one by one.
+
 Conflicts: wallets are cached without re-reading them per batch (one consumer is the only usage
 writer for its partitions), so a concurrent write (a top-up, a rate-card change) surfaces as a
 version conflict at save. The batch is then re-planned from fresh aggregates, up to
@@ -25,6 +32,7 @@ is refused as ``billing.deduction_failed``.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,6 +52,7 @@ from ledger_service.domain.refund import Refund, refund_id, refund_to_wallet
 from ledger_service.domain.usage import INGESTION_ACTOR, Usage, record_usage_on
 from ledger_service.domain.wallet import Wallet
 from ledger_service.metrics import INGESTION_CONFLICT_RETRIES
+from ledger_service.service.preloading import preload, preload_senders
 from ledger_service.service.runner import (
     Conflict,
     UsageKey,
@@ -56,6 +65,9 @@ if TYPE_CHECKING:
     from ledger_service.service.ledger import LedgerApplication
 
 DEDUCTION_FAILED = "billing.deduction_failed"
+CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP = 20
+"""Batches in a row without a duplicate after which a consumer stops asking the store which
+usage keys are applied before planning (see ``UsageDeductions._asks_store``)."""
 DUPLICATE_IDS_LOGGED_MAX = 5
 USAGE_RETRY_BACKOFF_BASE_S = 0.005
 FAILED_AFTER_BILLING = "usage reported failed after it was billed"
@@ -132,6 +144,18 @@ class UsageDeductions:
         # (sender, company) -> wallet id. Only a hint: the wallet's own sender set (kept
         # current by optimistic concurrency) has the last word, see _apply.
         self._routes: dict[tuple[str, str], UUID] = {}
+        self._clean_batches = 0
+        """Batches applied in a row that held no duplicate."""
+
+    def _asks_store(self, attempt: int) -> bool:
+        """Ask the store which of a batch's usage keys are applied before planning it?
+
+        Always on a retry, and until a run of batches held no duplicate. After that the
+        question (a statement costing about as much as writing the keys) is skipped: the keys'
+        primary key still refuses a second application when the batch commits, the whole
+        transaction rolls back, and the retry asks first. A producer that duplicates often
+        keeps the consumer asking."""
+        return attempt > 0 or self._clean_batches < CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP
 
     def apply(
         self, items: Sequence[Item], *, position: str | None, refuse: Callable[[Refusal], None]
@@ -140,26 +164,37 @@ class UsageDeductions:
         skip what is below the recorded position and record the next one."""
         if not items:
             return BatchOutcome()
+        attempts = itertools.count()
         with translated_store_errors():
             try:
-                return retry_on_conflict(
-                    lambda: self._attempt(items, position, refuse),
+                outcome = retry_on_conflict(
+                    lambda: self._attempt(
+                        items, position, refuse, ask_store=self._asks_store(next(attempts))
+                    ),
                     self.retry_count_max,
                     what="usage batch",
                     backoff_base_s=USAGE_RETRY_BACKOFF_BASE_S,
                 )
             except ConcurrencyConflict:
-                return self._apply_one_by_one(items, position, refuse)
+                outcome = self._apply_one_by_one(items, position, refuse)
+        found_applied = outcome.duplicates or outcome.refunded
+        self._clean_batches = 0 if found_applied else self._clean_batches + 1
+        return outcome
 
     def _attempt(
-        self, items: Sequence[Item], position: str | None, refuse: Callable[[Refusal], None]
+        self,
+        items: Sequence[Item],
+        position: str | None,
+        refuse: Callable[[Refusal], None],
+        *,
+        ask_store: bool = True,
     ) -> BatchOutcome:
         start = None if position is None else self.ledger.consumer_position(position)
         pending = [item for item in items if start is None or item[0] >= start]
         if not pending:
             return BatchOutcome(skipped=len(items))
         try:
-            outcome = self._plan_and_save(pending, position, refuse)
+            outcome = self._plan_and_save(pending, position, refuse, ask_store)
         except Conflict:
             INGESTION_CONFLICT_RETRIES.inc()
             raise
@@ -167,11 +202,15 @@ class UsageDeductions:
         return outcome
 
     def _plan_and_save(
-        self, pending: list[Item], position: str | None, refuse: Callable[[Refusal], None]
+        self,
+        pending: list[Item],
+        position: str | None,
+        refuse: Callable[[Refusal], None],
+        ask_store: bool,
     ) -> BatchOutcome:
         plan = _Plan()
         try:
-            self._plan(pending, plan)
+            self._plan(pending, plan, ask_store)
             for refusal in plan.refusals:
                 refuse(refusal)
             with evicting_on_conflict(self.ledger, plan.aggregates):
@@ -193,9 +232,10 @@ class UsageDeductions:
             next_offset=next_offset,
         )
 
-    def _plan(self, pending: list[Item], plan: _Plan) -> None:
-        keys = [item.key for _, item in pending if isinstance(item, Usage)]
-        already = self.ledger.command_store.select_applied_usage_keys(keys)
+    def _plan(self, pending: list[Item], plan: _Plan, ask_store: bool) -> None:
+        usages = [item for _, item in pending if isinstance(item, Usage)]
+        self._preload(usages)
+        already = self._applied([u.key for u in usages]) if ask_store else set()
         seen: set[tuple[str, str]] = set()
         outcome = plan.outcome
         for offset, item in pending:
@@ -231,8 +271,36 @@ class UsageDeductions:
             else:
                 outcome.failed_status += 1
         outcome.dead_lettered = len(plan.refusals)
+        if not ask_store:
+            self._check_refusals_are_new(plan)
+
+    def _applied(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return self.ledger.command_store.select_applied_usage_keys(keys)
+
+    def _check_refusals_are_new(self, plan: _Plan) -> None:
+        """Planned without asking the store: a refused event may be a duplicate of one applied
+        before (its sender or price has changed since), which is a duplicate, not a dead
+        letter. Ask about those few before refusing them; if any was applied, plan again."""
+        refused = [r.usage.key for r in plan.refusals if r.usage is not None]
+        if refused and self._applied(refused):
+            raise Conflict
 
     # -- routing --------------------------------------------------------------------------
+
+    def _preload(self, usages: list[Usage]) -> None:
+        """Load the batch's wallets (and, for senders not routed yet, their registrations) that
+        are not cached, in a few statements for all of them rather than two per aggregate."""
+        wallets: set[UUID] = set()
+        unrouted: set[str] = set()
+        for usage in usages:
+            wallet_id = self._routes.get((usage.waba_id, usage.company_id))
+            if wallet_id is None:
+                unrouted.add(usage.waba_id)
+            else:
+                wallets.add(wallet_id)
+        preload(self.ledger, wallets)
+        if unrouted:
+            preload_senders(self.ledger, unrouted)
 
     def _apply(self, usage: Usage, wallets: dict[UUID, Wallet]) -> tuple[Wallet, int | None]:
         """The wallet charged and the version of its charge, its ``Debited`` (None: not
@@ -318,7 +386,7 @@ class UsageDeductions:
         for item in items:
             try:
                 single = retry_on_conflict(
-                    functools.partial(self._attempt, [item], position, refuse),
+                    functools.partial(self._attempt, [item], position, refuse, ask_store=True),
                     self.retry_count_max,
                     what="usage event",
                     backoff_base_s=USAGE_RETRY_BACKOFF_BASE_S,

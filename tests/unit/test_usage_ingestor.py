@@ -14,6 +14,7 @@ from eventsourcing.persistence import IntegrityError
 from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.records import DEDUCTION_FAILED, Consumed, DeadLetter
 from ledger_service.service.ledger import LedgerApplication
+from ledger_service.service.usage import CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP
 from tests.fakes import InMemoryLedger
 
 
@@ -195,3 +196,95 @@ def test_stale_cache_after_api_writes_is_detected_not_believed(
     wallet = ledger.get_wallet("acme")
     assert wallet.included == Decimal(10 + 5 - 3)
     assert wallet.senders == {"w1", "w2"}
+
+
+class CountingLedger(InMemoryLedger):
+    """Counts the batches that asked the store which usage keys are applied."""
+
+    def __init__(self) -> None:
+        super().__init__(cached=True)
+        self.lookups = 0
+        recorder = self.command_store
+        original = recorder.select_applied_usage_keys
+
+        def counted(keys: Any) -> set[tuple[str, str]]:
+            self.lookups += 1
+            return original(keys)
+
+        recorder.select_applied_usage_keys = counted  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def counting() -> Iterator[CountingLedger]:
+    app = CountingLedger()
+    app.open_wallet(
+        company_id="acme",
+        currency="USD",
+        included_quota="1000",
+        rate_card={"marketing": "1"},
+        actor="t",
+        idempotency_key="o",
+    )
+    app.link_sender(company_id="acme", waba_id="w1", actor="t", idempotency_key="l1")
+    yield app
+    app.close()
+
+
+def at(offset: int, **data: Any) -> Consumed:
+    record = records({"company_id": "acme", "waba_id": "w1"} | data)[0]
+    return Consumed("usage", 0, offset, record.key, record.value)
+
+
+def clean_run(ingest: UsageIngestor, first_offset: int) -> int:
+    """Enough duplicate-free batches for the consumer to stop asking; the next offset."""
+    for n in range(CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP):
+        ingest.apply_batch([at(first_offset + n, id=f"clean-{n}")])
+    return first_offset + CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP
+
+
+def test_after_clean_batches_the_lookup_is_skipped_and_a_duplicate_still_applies_once(
+    counting: CountingLedger,
+) -> None:
+    dead: list[DeadLetter] = []
+    ingest = ingestor(counting, dead)
+    offset = clean_run(ingest, 0)
+    asked = counting.lookups
+    assert asked == CLEAN_BATCHES_BEFORE_SKIPPING_LOOKUP
+
+    ingest.apply_batch([at(offset, id="fresh")])
+    assert counting.lookups == asked  # not asked: nothing in the recent past was a duplicate
+
+    # A republished event (new offset, same id): refused by the keys at commit, then the retry
+    # asks and counts it as a duplicate; the fresh event beside it is applied once.
+    outcome = ingest.apply_batch([at(offset + 1, id="clean-3"), at(offset + 2, id="new")])
+    assert (outcome.applied, outcome.duplicates, dead) == (1, 1, [])
+    assert counting.lookups == asked + 1
+    assert counting.get_wallet("acme").included == Decimal(1000 - 22)
+    # Having seen a duplicate, it asks again until another clean run.
+    ingest.apply_batch([at(offset + 3, id="asked")])
+    assert counting.lookups == asked + 2
+
+
+def test_a_refused_duplicate_is_a_duplicate_not_a_dead_letter_when_not_asking(
+    counting: CountingLedger,
+) -> None:
+    dead: list[DeadLetter] = []
+    ingest = ingestor(counting, dead)
+    offset = clean_run(ingest, 0)
+    # Republished with a price the rate card does not (any longer) agree with.
+    outcome = ingest.apply_batch([at(offset, id="clean-0", unit_price="7")])
+    assert (outcome.duplicates, outcome.dead_lettered, dead) == (1, 0, [])
+    # A new event refused the same way is a dead letter, as always.
+    outcome = ingest.apply_batch([at(offset + 1, id="brand-new", unit_price="7")])
+    assert [d.code for d in dead] == ["PRICE_MISMATCH"]
+
+
+def test_a_failed_report_of_a_billed_event_is_refunded_when_not_asking(
+    counting: CountingLedger,
+) -> None:
+    dead: list[DeadLetter] = []
+    ingest = ingestor(counting, dead)
+    offset = clean_run(ingest, 0)
+    outcome = ingest.apply_batch([at(offset, id="clean-5", status="failed")])
+    assert (outcome.refunded, outcome.failed_status, dead) == (1, 0, [])
+    assert counting.get_wallet("acme").included == Decimal(1000 - 19)

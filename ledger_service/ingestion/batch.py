@@ -28,7 +28,7 @@ from ledger_service.service.usage import BatchOutcome, Item, Refusal, UsageDeduc
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["BatchOutcome", "UsageIngestor"]
+__all__ = ["BatchOutcome", "Item", "UsageIngestor"]
 
 
 class UsageIngestor:
@@ -59,12 +59,21 @@ class UsageIngestor:
         restarted empty (the memory-only embedded broker). Usage keys still deduplicate."""
         return self.ledger.forget_consumer_positions(position_prefix(topic))
 
-    def apply_batch(self, records: Sequence[Consumed]) -> BatchOutcome:
-        """Apply one partition's records (in offset order) in one transaction."""
+    @staticmethod
+    def decode(records: Sequence[Consumed]) -> list[Item]:
+        """The records as usage events or refusals: needs nothing but the records, so the
+        consumer can decode the next batch while this one is being written."""
+        return [(record.offset, _decoded(record)) for record in records]
+
+    def apply_batch(
+        self, records: Sequence[Consumed], decoded: Sequence[Item] | None = None
+    ) -> BatchOutcome:
+        """Apply one partition's records (in offset order) in one transaction; ``decoded``:
+        what ``decode`` made of them, if the caller decoded them already."""
         if not records:
             return BatchOutcome()
         by_offset = {record.offset: record for record in records}
-        items: list[Item] = [(record.offset, _decoded(record)) for record in records]
+        items = self.decode(records) if decoded is None else decoded
         name = position_name(records[0].topic, records[0].partition)
 
         def refuse(refusal: Refusal) -> None:

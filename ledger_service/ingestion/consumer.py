@@ -6,6 +6,9 @@ A rebalance waits for the in-flight batch (``on_partitions_revoked`` takes the b
 even a consumer that lost its partition mid-batch cannot double-apply: the usage keys and the
 forward-only position fail its transaction.
 
+Each poll's batches are decoded in a thread of their own, ahead of the batch being written, so
+the interpreter decodes while PostgreSQL writes.
+
 When the event store or the broker is unavailable the consumer keeps the batch, reports not
 ready and retries with backoff; it never skips or dead-letters because of an outage. SIGTERM
 (the ``stop`` event) lets the in-flight batch finish, then the consumer leaves the group.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -23,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 
-from ledger_service.ingestion.batch import BatchOutcome, UsageIngestor
+from ledger_service.ingestion.batch import BatchOutcome, Item, UsageIngestor
 from ledger_service.ingestion.records import Consumed, DeadLetter
 from ledger_service.metrics import (
     INGESTION_BATCH_SECONDS,
@@ -97,9 +101,11 @@ class UsageConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._decoder: ThreadPoolExecutor | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usage-decode")
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             acks="all",
@@ -125,6 +131,7 @@ class UsageConsumer:
             self._set_ready(False)
             await self._consumer.stop()  # leaves the group: partitions move on at once
             await self._producer.stop()
+            self._decoder.shutdown(wait=False, cancel_futures=True)
             log.info("consumer_stopped", topic=self.topic)
 
     async def _consume_until(self, stop: asyncio.Event) -> None:
@@ -149,20 +156,38 @@ class UsageConsumer:
                 continue
             self._set_ready(True)
             await self._observe_backlog()
-            for partition, records in batches.items():
+            # Decoding needs only the records: every partition's batch is decoded in a thread
+            # of its own while the batches before it are written (PostgreSQL's time, when the
+            # writing thread holds no interpreter lock).
+            decoding = {
+                partition: self._decoding([to_consumed(r) for r in records])
+                for partition, records in batches.items()
+            }
+            for partition, (records, decoded) in decoding.items():
                 async with self._batch_lock:
                     if partition not in self._consumer.assignment():
                         continue  # revoked while we waited: its new owner takes it
-                    await self._apply_until_done([to_consumed(r) for r in records], stop)
+                    await self._apply_until_done(records, await decoded, stop)
 
-    async def _apply_until_done(self, records: list[Consumed], stop: asyncio.Event) -> None:
+    def _decoding(
+        self, records: list[Consumed]
+    ) -> tuple[list[Consumed], asyncio.Future[list[Item]]]:
+        """The records and their decoding, under way in the decoding thread (one: batches
+        are decoded in the order they will be applied)."""
+        assert self._loop is not None
+        assert self._decoder is not None
+        return records, self._loop.run_in_executor(self._decoder, self.ingestor.decode, records)
+
+    async def _apply_until_done(
+        self, records: list[Consumed], decoded: list[Item], stop: asyncio.Event
+    ) -> None:
         """Apply a batch, waiting out outages. Gives up only when asked to stop (then the
         batch is simply not recorded and will be consumed again)."""
         attempt = 0
         while True:
             try:
                 with INGESTION_BATCH_SECONDS.time():
-                    outcome = await self._apply_watching_for_stalls(records)
+                    outcome = await self._apply_watching_for_stalls(records, decoded)
             except (StoreUnavailable, KafkaError, TimeoutError) as exc:
                 self._set_ready(False)
                 delay = min(self.backoff_max_s, 0.1 * 2**attempt)
@@ -183,10 +208,12 @@ class UsageConsumer:
                 self.on_committed(records, outcome)
             return
 
-    async def _apply_watching_for_stalls(self, records: list[Consumed]) -> BatchOutcome:
+    async def _apply_watching_for_stalls(
+        self, records: list[Consumed], decoded: list[Item]
+    ) -> BatchOutcome:
         """The event store's own retries can hold a batch for a long time during an outage;
         report not-ready as soon as it stalls, and keep waiting for it."""
-        task = asyncio.ensure_future(asyncio.to_thread(self.ingestor.apply_batch, records))
+        task = asyncio.ensure_future(asyncio.to_thread(self.ingestor.apply_batch, records, decoded))
         done, _ = await asyncio.wait({task}, timeout=self.stall_s)
         if not done:
             self._set_ready(False)

@@ -34,20 +34,28 @@ DEBIT_FIELDS = (
 )
 
 
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+"""``json.dumps(..., sort_keys=True, separators=(",", ":"))`` without building an encoder per
+entry (the hash is computed for every money event)."""
+
+
 def entry_hash(previous: str, version: int, entry: Mapping[str, object]) -> str:
-    body = json.dumps(
+    body = _CANONICAL_JSON.encode(
         {
             "previous": previous,
             "version": version,
             "entry": {k: _plain(v) for k, v in entry.items()},
-        },
-        sort_keys=True,
-        separators=(",", ":"),
+        }
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+_AS_IS = (str, int, type(None))
+
+
 def _plain(value: object) -> object:
+    if type(value) in _AS_IS:  # most fields: skip the slower abstract-class checks below
+        return value
     if isinstance(value, Decimal):
         return format_amount(value)
     if isinstance(value, Mapping):

@@ -397,7 +397,11 @@ class Wallet(Aggregate):
     ) -> None:
         """Only usage names a sender, conversation, category, units and unit price."""
         parts = split.as_dict()
-        self._debited(
+        # The event that ``_debited`` applies, triggered directly: calling the decorated method
+        # makes the library match these keywords against its signature on every call, a
+        # twentieth of ingestion time. Same event, same fields (``_debited``'s parameters).
+        self.trigger_event(
+            type(self).Debited,
             **self._checked_and_chained(
                 {
                     "amount": amount,

@@ -18,7 +18,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Tracking,
+    Transcoder,
+    Transcoding,
+)
 
 from ledger_service.domain.adjustment import Adjustment
 from ledger_service.domain.credits import CreditRates
@@ -60,6 +66,7 @@ from ledger_service.service import (
     usage,
     wallets,
 )
+from ledger_service.service.event_encoding import FastJSONTranscoder
 from ledger_service.service.payments import PaymentProvider
 from ledger_service.service.runner import (
     Command,
@@ -229,6 +236,11 @@ class LedgerApplication(Application[UUID]):
                 due[aggregate.id] = cast(Aggregate, aggregate)
         for aggregate in due.values():
             self.snapshots.put([Snapshot.take(aggregate)])
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = FastJSONTranscoder()  # the library's JSON, written faster (event_encoding)
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -254,6 +254,7 @@ def build_consumer(container: Container, **options: Any) -> tuple[UsageConsumer,
         poll_timeout_ms=settings.poll_timeout_ms,
         backoff_max_s=settings.unavailable_backoff_max_s,
         stall_s=settings.ingestion_stall_s,
+        concurrency=settings.ingestion_concurrency,
         **options,
     )
     return consumer, ledger

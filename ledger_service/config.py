@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     batch_size_max: int = Field(default=1000, ge=1, le=50_000)
     poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     ingestion_retry_count_max: int = Field(default=3, ge=0, le=100)
+    ingestion_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="partition batches of one poll applied at the same time (each its own "
+        "transaction; one plans while another is written)",
+    )
     trust_producer_price: bool = Field(
         default=False, description="apply data.unit_price even when the rate card disagrees"
     )

@@ -49,7 +49,9 @@ class UsageIngestor:
             retry_count_max=retry_count_max,
         )
         self._publish_dead_letter = dead_letter
-        self._dead_lettered: set[tuple[str, int, int]] = set()
+        # (topic, partition) -> offsets published as dead letters by the batch in progress.
+        # Per partition: batches of different partitions are applied at the same time.
+        self._dead_lettered: dict[tuple[str, int], set[int]] = {}
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         return self.ledger.consumer_position(position_name(topic, partition))
@@ -82,7 +84,7 @@ class UsageIngestor:
 
         outcome = self.deductions.apply(items, position=name, refuse=refuse)
         # Kept until the batch is recorded: a retry after an outage must not publish again.
-        self._dead_lettered.clear()
+        self._dead_lettered.pop((records[0].topic, records[0].partition), None)
         _count(outcome)
         if outcome.duplicates:
             log.info(
@@ -95,11 +97,11 @@ class UsageIngestor:
 
     def _send(self, dead_letter: DeadLetter) -> None:
         record = dead_letter.record
-        identity = (record.topic, record.partition, record.offset)
-        if identity in self._dead_lettered:
+        published = self._dead_lettered.setdefault((record.topic, record.partition), set())
+        if record.offset in published:
             return  # already published during an earlier attempt at this batch
         self._publish_dead_letter(dead_letter)
-        self._dead_lettered.add(identity)
+        published.add(record.offset)
         DEAD_LETTERS.labels(dead_letter.code).inc()
         log.warning(
             "usage_dead_lettered",

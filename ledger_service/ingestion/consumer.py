@@ -17,8 +17,9 @@ ready and retries with backoff; it never skips or dead-letters because of an out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 
+from ledger_service.domain.usage import Usage
 from ledger_service.ingestion.batch import BatchOutcome, Item, UsageIngestor
 from ledger_service.ingestion.records import Consumed, DeadLetter
 from ledger_service.metrics import (
@@ -84,6 +86,7 @@ class UsageConsumer:
         poll_timeout_ms: int = 200,
         backoff_max_s: float = 5.0,
         stall_s: float = 5.0,
+        concurrency: int = 1,
         on_committed: Committed | None = None,
     ) -> None:
         self.ingestor = ingestor
@@ -98,6 +101,11 @@ class UsageConsumer:
         self.on_committed = on_committed
         self.ready = False
         self._batch_lock = asyncio.Lock()
+        """Held while a poll's batches are applied: a rebalance waits for all of them."""
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight: set[str] = set()
+        """Companies whose usage is being applied (``_companies_to_oneself``)."""
+        self._in_flight_changed = asyncio.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -163,11 +171,48 @@ class UsageConsumer:
                 partition: self._decoding([to_consumed(r) for r in records])
                 for partition, records in batches.items()
             }
-            for partition, (records, decoded) in decoding.items():
-                async with self._batch_lock:
-                    if partition not in self._consumer.assignment():
-                        continue  # revoked while we waited: its new owner takes it
-                    await self._apply_until_done(records, await decoded, stop)
+            async with self._batch_lock:
+                await asyncio.gather(
+                    *(
+                        self._apply_partition(partition, records, decoded, stop)
+                        for partition, (records, decoded) in decoding.items()
+                    )
+                )
+
+    async def _apply_partition(
+        self,
+        partition: TopicPartition,
+        records: list[Consumed],
+        decoded: asyncio.Future[list[Item]],
+        stop: asyncio.Event,
+    ) -> None:
+        """One partition's batch of this poll. Batches of different partitions touch different
+        wallets (the key is the company) and each is its own transaction with its own
+        position, so up to ``concurrency`` of them run at once: one is planned while another
+        is written. A partition's batches stay in order: the next poll waits for this one."""
+        assert self._consumer is not None
+        items = await decoded
+        companies = {item.company_id for _, item in items if isinstance(item, Usage)}
+        async with self._slots, self._companies_to_oneself(companies):
+            if partition not in self._consumer.assignment():
+                return  # revoked while we waited: its new owner takes it
+            await self._apply_until_done(records, items, stop)
+
+    @contextlib.asynccontextmanager
+    async def _companies_to_oneself(self, companies: set[str]) -> AsyncIterator[None]:
+        """Wait until no batch in flight has usage of these companies, and hold them. A
+        company's wallets are touched only by its own usage; with records keyed by company
+        (the contract) partitions never share one, but a keyless record can land anywhere,
+        and two batches must never plan on the same cached wallet at once."""
+        async with self._in_flight_changed:
+            await self._in_flight_changed.wait_for(lambda: not companies & self._in_flight)
+            self._in_flight |= companies
+        try:
+            yield
+        finally:
+            async with self._in_flight_changed:
+                self._in_flight -= companies
+                self._in_flight_changed.notify_all()
 
     def _decoding(
         self, records: list[Consumed]

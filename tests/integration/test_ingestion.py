@@ -205,6 +205,35 @@ async def test_concurrent_producers_for_senders_of_one_pool_sum_exactly(
     assert (wallet.balance, wallet.available) == (D(-75), D(-50))
 
 
+async def test_keyless_records_of_one_company_across_partitions_apply_exactly(
+    ledger: LedgerApplication,
+    database_url: str,
+    kafka_bootstrap: str,
+    company_id: str,
+) -> None:
+    """Records without a key land on any partition, so batches applied at the same time can
+    hold the same company: they wait for each other and every debit lands exactly once."""
+    topics = await new_topics(kafka_bootstrap)
+    senders = [f"{company_id}-w{i}" for i in range(3)]
+    open_company(ledger, company_id, senders, included="100", prepaid="50", limit="25",
+                 rate_card={"marketing": "0.5"})  # fmt: skip
+    events = [usage_event(company_id, senders[i % 3])[1] for i in range(450)]
+    settings = ingestion_settings(database_url, kafka_bootstrap, topics, ingestion_concurrency=4)
+    async with running_consumer(settings) as run:
+        await produce(kafka_bootstrap, topics.usage, [(None, value) for value in events])
+        await wait_for(lambda: len(debits(ledger, company_id)) >= len(events))
+    partitions = {partition for partition, _ in run.committed}
+    assert len(partitions) > 1, "the keyless records should have spread over partitions"
+    found = debits(ledger, company_id)
+    assert len(found) == len(events)
+    total = {
+        k: sum((e.split[k] for e in found), D(0))
+        for k in ("included", "prepaid", "postpaid", "overage")
+    }
+    assert total == {"included": D(100), "prepaid": D(50), "postpaid": D(25), "overage": D(50)}
+    assert ledger.get_wallet(company_id).balance == D(-75)
+
+
 async def test_two_consumers_in_one_group_while_partitions_rebalance(
     ledger: LedgerApplication,
     database_url: str,

@@ -38,18 +38,23 @@ class ConflictingLedger(InMemoryLedger):
         )
 
 
-@pytest.fixture
-def ledger() -> Iterator[LedgerApplication]:
-    app = ConflictingLedger()
+def open_acme(app: LedgerApplication, *, included_quota: str) -> None:
+    """Company "acme": marketing at 1 per unit, sender w1 linked."""
     app.open_wallet(
         company_id="acme",
         currency="USD",
-        included_quota="10",
+        included_quota=included_quota,
         rate_card={"marketing": "1"},
         actor="t",
         idempotency_key="o",
     )
     app.link_sender(company_id="acme", waba_id="w1", actor="t", idempotency_key="l1")
+
+
+@pytest.fixture
+def ledger() -> Iterator[LedgerApplication]:
+    app = ConflictingLedger()
+    open_acme(app, included_quota="10")
     app.open_wallet(
         company_id="legacy",
         currency="USD",
@@ -217,15 +222,7 @@ class CountingLedger(InMemoryLedger):
 @pytest.fixture
 def counting() -> Iterator[CountingLedger]:
     app = CountingLedger()
-    app.open_wallet(
-        company_id="acme",
-        currency="USD",
-        included_quota="1000",
-        rate_card={"marketing": "1"},
-        actor="t",
-        idempotency_key="o",
-    )
-    app.link_sender(company_id="acme", waba_id="w1", actor="t", idempotency_key="l1")
+    open_acme(app, included_quota="1000")
     yield app
     app.close()
 

@@ -80,7 +80,7 @@ class LedgerRecorder(PostgresProcessRecorder):
         ).format(schema, commands)
         self._insert_usage_keys = SQL(
             "INSERT INTO {}.{} (source, event_id, company_id, wallet_id, wallet_version) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[], %s::bigint[]) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::uuid[], %b::bigint[]) "
             "ON CONFLICT DO NOTHING RETURNING 1"
         ).format(schema, usage)
         # Same rows, same order, same RETURNING as the library's insert, but as four parallel

@@ -21,6 +21,22 @@ MESSAGE_LENGTH_MAX = 500
 
 
 def decode(record: Consumed) -> Usage | DeadLetter:
+    if record.value is not None and not _is_binary_mode(record):
+        # The common case, validated straight from the bytes by pydantic's own JSON parser: a
+        # third of the time of ``json.loads`` and then the model. Any record it refuses goes
+        # the long way, which names the refusal exactly as it always has; the two accept the
+        # same records (a property test holds them to it).
+        try:
+            event = UsageEvent.model_validate_json(record.value)
+        except ValidationError:
+            pass
+        else:
+            return _usage(record, event)
+    return decode_stepwise(record)
+
+
+def decode_stepwise(record: Consumed) -> Usage | DeadLetter:
+    """``decode`` one step at a time: JSON, the binary mode's headers, the type, the model."""
     if record.value is None:
         return DeadLetter(record, "MALFORMED_JSON", "the message has no value (tombstone)")
     try:
@@ -41,6 +57,10 @@ def decode(record: Consumed) -> Usage | DeadLetter:
         event = UsageEvent.model_validate(document)
     except ValidationError as exc:
         return DeadLetter(record, "SCHEMA_VIOLATION", _summary(exc))
+    return _usage(record, event)
+
+
+def _usage(record: Consumed, event: UsageEvent) -> Usage | DeadLetter:
     data = event.data
     if record.key is not None and record.key != data.company_id.encode():
         # The key is the partitioning (and so the ordering) guarantee of a company's pool.

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger_service.domain.usage import Usage
-from ledger_service.ingestion.decode import decode
+from ledger_service.ingestion.decode import decode, decode_stepwise
 from ledger_service.ingestion.records import Consumed, DeadLetter
 
 SCHEMA = json.loads(
@@ -101,6 +102,8 @@ def as_structured(record: Consumed, data: Any) -> Any:
 
 def check(record: Consumed, document: Any = None) -> Usage | DeadLetter:
     decided = decode(record)  # raising anything here is the failure this test looks for
+    # The fast path (pydantic's JSON parser) decides every record as the stepwise one does.
+    assert decided == decode_stepwise(record)
     document = as_structured(record, document)
     if isinstance(decided, DeadLetter):
         assert decided.code in CODES, decided
@@ -194,3 +197,29 @@ def test_the_valid_event_is_accepted_so_the_fuzz_starts_from_the_contract() -> N
     assert not list(CONTRACT.iter_errors(document))
     assert isinstance(check(Consumed("t", 0, 1, b"acme", json.dumps(document).encode()),
                             document), Usage)  # fmt: skip
+
+
+VALID = json.dumps(valid_event())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        VALID.encode(),
+        VALID.encode("utf-16"),  # json.loads detects UTF-16 and 32; pydantic reads UTF-8 only
+        VALID.encode("utf-32"),
+        b"\xef\xbb\xbf" + VALID.encode(),  # a UTF-8 byte order mark
+        b"  \n" + VALID.encode() + b"\n\t ",
+        VALID.replace('"units": 2', '"units": NaN').encode(),
+        VALID.replace('"units": 2', '"units": 2.0').encode(),
+        VALID.replace('"units": 2', '"units": true').encode(),
+        VALID.replace('"units": 2', '"units": 2, "units": 3').encode(),  # the last one counts
+        VALID.replace('"c-1"', '"c-\\ud800"').encode(),  # a lone surrogate
+        VALID.replace('"msg-1"', '"msg-\\u00e9"').encode(),
+        VALID.encode() + b" {}",
+        VALID.encode()[:-1],
+    ],
+)
+def test_the_fast_path_and_the_stepwise_path_decide_alike(value: bytes) -> None:
+    record = Consumed("t", 0, 1, b"acme", value)
+    assert decode(record) == decode_stepwise(record)

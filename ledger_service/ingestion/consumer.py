@@ -155,7 +155,7 @@ class UsageConsumer:
         polling = asyncio.ensure_future(self._poll())
         try:
             while not stop.is_set():
-                poll = await polling
+                poll = await self._topped_up(await polling)
                 polling = asyncio.ensure_future(self._poll())
                 if poll is None:
                     continue
@@ -177,14 +177,30 @@ class UsageConsumer:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await polling
 
-    async def _poll(self) -> _Poll | None:
+    async def _topped_up(self, poll: _Poll | None) -> _Poll | None:
+        """``poll`` (fetched ahead, when the batch before it began) and what else has arrived
+        since, up to a batch's size: under light load, records that came in while the batch
+        before was written go with this one rather than wait for the next."""
+        if poll is None or poll.size >= self.batch_size_max:
+            return poll
+        more = await self._poll(max_records=self.batch_size_max - poll.size, timeout_ms=0)
+        if more is None or not more.batches:
+            return poll
+        if more.assignments != poll.assignments:
+            return more  # the older one is stale: its partitions were sought since
+        return poll.followed_by(more)
+
+    async def _poll(
+        self, max_records: int | None = None, timeout_ms: int | None = None
+    ) -> _Poll | None:
         """The next poll's batches, each being decoded in the decoding thread (it needs only
         the records, and batches are decoded in the order they will be applied); None when
         there was nothing to poll yet."""
         assert self._consumer is not None
         try:
             batches = await self._consumer.getmany(
-                timeout_ms=self.poll_timeout_ms, max_records=self.batch_size_max
+                timeout_ms=self.poll_timeout_ms if timeout_ms is None else timeout_ms,
+                max_records=self.batch_size_max if max_records is None else max_records,
             )
         except OffsetOutOfRangeError as exc:
             log.error(
@@ -367,6 +383,28 @@ class _Poll:
     assignments: int
     """``UsageConsumer._assignments`` when the poll returned."""
     batches: dict[TopicPartition, tuple[list[Consumed], asyncio.Future[list[Item]]]]
+
+    @property
+    def size(self) -> int:
+        return sum(len(records) for records, _ in self.batches.values())
+
+    def followed_by(self, later: _Poll) -> _Poll:
+        """This poll and a later one as one: each partition's records in order."""
+        batches = dict(self.batches)
+        for partition, (records, decoded) in later.batches.items():
+            if partition not in batches:
+                batches[partition] = (records, decoded)
+                continue
+            earlier, earlier_decoded = batches[partition]
+            joined = asyncio.ensure_future(_joined(earlier_decoded, decoded))
+            batches[partition] = ([*earlier, *records], joined)
+        return _Poll(later.assignments, batches)
+
+
+async def _joined(
+    first: asyncio.Future[list[Item]], second: asyncio.Future[list[Item]]
+) -> list[Item]:
+    return [*(await first), *(await second)]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -30,24 +30,43 @@ def records(*offsets: int) -> dict[TopicPartition, list[ConsumerRecord[bytes, by
     }
 
 
-class ScriptedBroker:
-    """Answers each ``getmany`` with the next scripted poll (then nothing); ``on_poll`` runs
-    just after a poll is handed out, with its number (1-based)."""
+class FakeBroker:
+    """One partition's log: ``getmany`` hands out what has arrived past the position, waiting
+    up to its timeout for something; ``on_poll`` runs as a non-empty poll is handed out, with
+    its number (1-based)."""
 
-    def __init__(self, polls: Sequence[dict[TopicPartition, Any]], on_poll: Any = None) -> None:
-        self.polls = list(polls)
+    def __init__(self, arrived: Sequence[int] = (), on_poll: Any = None) -> None:
+        self.log = list(arrived)
+        self.position = 0
         self.handed_out = 0
         self.on_poll = on_poll
         self.sought: list[int] = []
+        self.changed = asyncio.Condition()
+
+    def arrive(self, *offsets: int) -> None:
+        self.log.extend(offsets)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
-        if not self.polls:
-            await asyncio.sleep(timeout_ms / 1000)
-            return {}
+        async with self.changed:
+            if self.position >= len(self.log):
+                try:
+                    await asyncio.wait_for(
+                        self.changed.wait_for(lambda: self.position < len(self.log)),
+                        timeout_ms / 1000,
+                    )
+                except TimeoutError:
+                    return {}
+            chunk = self.log[self.position : self.position + max_records]
+            self.position += len(chunk)
         self.handed_out += 1
         if self.on_poll is not None:
             self.on_poll(self.handed_out)
-        return self.polls.pop(0)
+        return records(*chunk)
 
     def assignment(self) -> set[TopicPartition]:
         return {PARTITION}
@@ -57,55 +76,63 @@ class ScriptedBroker:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.sought.append(offset)
+        self.position = offset
+        asyncio.get_running_loop().create_task(self._notify())
 
 
 class RecordingIngestor:
-    """Records the offsets of each batch applied; ``hold`` keeps the first batch in flight
-    until it is set."""
+    """Records the offsets of each batch applied. The first batch stays in flight until
+    ``hold`` is set, and ``while_first_is_written`` runs meanwhile on the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
         self.applied: list[list[int]] = []
         self.hold = threading.Event()
-        self.first_batch_saw_polls = 0
-        self.broker: ScriptedBroker | None = None
+        self.while_first_is_written: Any = None
+        self.polls_before_first_ended = 0
+        self.loop = asyncio.get_running_loop()
 
     @staticmethod
     def decode(batch: Sequence[Consumed]) -> list[Any]:
         return [(record.offset, None) for record in batch]
 
     def apply_batch(self, batch: Sequence[Consumed], decoded: Any = None) -> BatchOutcome:
+        assert [offset for offset, _ in decoded] == [record.offset for record in batch]
         if not self.applied:
-            self.hold.wait(timeout=5)
-            assert self.broker is not None
-            self.first_batch_saw_polls = self.broker.handed_out
+            if self.while_first_is_written is not None:
+                self.loop.call_soon_threadsafe(self.while_first_is_written)
+            assert self.hold.wait(timeout=5)
+            self.polls_before_first_ended = self.broker.handed_out
         self.applied.append([record.offset for record in batch])
         return BatchOutcome()
 
-    def next_offset(self, topic: str, partition: int) -> int:
-        return 0
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The recorded position: past the last batch applied."""
+        return self.applied[-1][-1] + 1 if self.applied else None
 
 
-def consumer(ingestor: RecordingIngestor, broker: ScriptedBroker) -> UsageConsumer:
+def consumer(ingestor: RecordingIngestor, batch_size_max: int) -> UsageConsumer:
     owner = UsageConsumer(
         cast(UsageIngestor, ingestor),
         bootstrap="127.0.0.1:1",
         topic="t",
         dlq_topic="d",
         group_id="g",
+        batch_size_max=batch_size_max,
         poll_timeout_ms=10,
     )
-    owner._consumer = cast(Any, broker)
-    ingestor.broker = broker
+    owner._consumer = cast(Any, ingestor.broker)
     return owner
 
 
-async def consume(owner: UsageConsumer, ingestor: RecordingIngestor, batches: int) -> None:
+async def consume(owner: UsageConsumer, ingestor: RecordingIngestor, offsets: int) -> None:
+    """Run the consumer until ``offsets`` records are applied, and a moment longer."""
     owner._loop = asyncio.get_running_loop()
     owner._decoder = ThreadPoolExecutor(max_workers=1)
     stop = asyncio.Event()
     task = asyncio.create_task(owner._consume_until(stop))
     for _ in range(300):
-        if len(ingestor.applied) >= batches:
+        if sum(map(len, ingestor.applied)) >= offsets:
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)  # anything applied late would show now
@@ -115,41 +142,51 @@ async def consume(owner: UsageConsumer, ingestor: RecordingIngestor, batches: in
 
 
 async def test_the_next_poll_is_fetched_while_a_batch_is_written() -> None:
-    ingestor = RecordingIngestor()
-    broker = ScriptedBroker(
-        [records(0, 1), records(2, 3)], on_poll=lambda n: n == 2 and ingestor.hold.set()
-    )
-    await consume(consumer(ingestor, broker), ingestor, batches=2)
-    assert ingestor.first_batch_saw_polls == 2  # the second poll was in before the first ended
-    assert ingestor.applied == [[0, 1], [2, 3]]
+    broker = FakeBroker(range(6))
+    ingestor = RecordingIngestor(broker)
+    broker.on_poll = lambda n: n == 2 and ingestor.hold.set()
+    await consume(consumer(ingestor, batch_size_max=2), ingestor, offsets=6)
+    assert ingestor.polls_before_first_ended == 2  # the second poll was in before it ended
+    assert ingestor.applied == [[0, 1], [2, 3], [4, 5]]
+
+
+async def test_what_arrives_after_the_poll_ahead_joins_its_batch() -> None:
+    """Under light load the poll ahead returns early with little; what arrives after it, while
+    the batch before is still written, goes with it rather than wait a batch more."""
+    broker = FakeBroker([0, 1])
+    ingestor = RecordingIngestor(broker)
+    ingestor.while_first_is_written = lambda: broker.arrive(2, 3)
+
+    def on_poll(n: int) -> None:
+        if n == 2:  # the poll ahead took 2 and 3
+            broker.arrive(4, 5)
+            ingestor.hold.set()
+
+    broker.on_poll = on_poll
+    await consume(consumer(ingestor, batch_size_max=100), ingestor, offsets=6)
+    assert ingestor.applied == [[0, 1], [2, 3, 4, 5]]
 
 
 async def test_a_poll_fetched_before_a_rebalance_is_dropped() -> None:
-    ingestor = RecordingIngestor()
+    broker = FakeBroker(range(4))
+    ingestor = RecordingIngestor(broker)
     rebalances: list[asyncio.Task[None]] = []
-    owner: UsageConsumer
+    owner = consumer(ingestor, batch_size_max=2)
 
-    def rebalance_after_second_poll(poll: int) -> None:
-        if poll != 2:
-            return
+    async def rebalance() -> None:
+        listener = _Rebalance(owner)
+        revoking = asyncio.create_task(listener.on_partitions_revoked({PARTITION}))
+        await asyncio.sleep(0)
+        ingestor.hold.set()  # the batch in flight ends; the revocation waits for it
+        await revoking
+        await listener.on_partitions_assigned({PARTITION})
 
-        async def rebalance() -> None:
-            listener = _Rebalance(owner)
-            revoking = asyncio.create_task(listener.on_partitions_revoked({PARTITION}))
-            await asyncio.sleep(0)
-            ingestor.hold.set()  # the batch in flight ends; the revocation waited for it
-            await revoking
-            await listener.on_partitions_assigned({PARTITION})
+    def on_poll(n: int) -> None:
+        if n == 2:  # 2 and 3 were fetched ahead, then the group rebalances
+            rebalances.append(asyncio.get_running_loop().create_task(rebalance()))
 
-        rebalances.append(asyncio.get_running_loop().create_task(rebalance()))
-
-    # Poll 2 was fetched ahead before the rebalance; after it the partition is sought back and
-    # the same records come again (poll 3).
-    broker = ScriptedBroker(
-        [records(0, 1), records(2, 3), records(2, 3, 4)], on_poll=rebalance_after_second_poll
-    )
-    owner = consumer(ingestor, broker)
-    await consume(owner, ingestor, batches=2)
+    broker.on_poll = on_poll
+    await consume(owner, ingestor, offsets=4)
     await asyncio.gather(*rebalances)
-    assert broker.sought == [0]
-    assert ingestor.applied == [[0, 1], [2, 3, 4]]
+    assert broker.sought == [2]  # back to the recorded position: 2 and 3 come again
+    assert ingestor.applied == [[0, 1], [2, 3]]

@@ -220,6 +220,14 @@ class Settings(BaseSettings):
     create_topics: bool = Field(default=True, description="create missing topics at start")
     batch_size_max: int = Field(default=1000, ge=1, le=50_000)
     poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=60_000,
+        description="longest a fetch waits at the broker for new records: the embedded broker "
+        "answers a waiting fetch only when this expires, so it bounds ingestion latency "
+        "(Kafka's default of 500 ms put the p99 at 2,000 events/s near 300 ms)",
+    )
     ingestion_retry_count_max: int = Field(default=3, ge=0, le=100)
     ingestion_concurrency: int = Field(
         default=2,

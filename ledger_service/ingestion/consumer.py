@@ -87,6 +87,7 @@ class UsageConsumer:
         group_id: str,
         batch_size_max: int = 1000,
         poll_timeout_ms: int = 200,
+        fetch_max_wait_ms: int = 50,
         backoff_max_s: float = 5.0,
         stall_s: float = 5.0,
         concurrency: int = 1,
@@ -99,6 +100,7 @@ class UsageConsumer:
         self.group_id = group_id
         self.batch_size_max = batch_size_max
         self.poll_timeout_ms = poll_timeout_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.backoff_max_s = backoff_max_s
         self.stall_s = stall_s
         self.on_committed = on_committed
@@ -134,6 +136,7 @@ class UsageConsumer:
             auto_offset_reset="none",
             max_poll_records=self.batch_size_max,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         await self._producer.start()
         try:

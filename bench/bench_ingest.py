@@ -100,12 +100,15 @@ def publisher(
 class Clock:
     def __init__(self) -> None:
         self.commits: list[tuple[float, int]] = []
+        self.cpu: list[float] = []
+        """The process's CPU time (all threads) at each commit."""
         self.latencies_ms: list[float] = []
         self.timestamps_ms: list[int] = []
 
     def on_committed(self, records: Sequence[Consumed], outcome: BatchOutcome) -> None:
         now = time.time()
         self.commits.append((time.perf_counter(), len(records)))
+        self.cpu.append(time.process_time())
         self.latencies_ms.extend(now * 1000 - r.timestamp_ms for r in records)
         self.timestamps_ms.extend(r.timestamp_ms for r in records)
 
@@ -116,6 +119,12 @@ class Clock:
     def rate(self) -> float:
         (first, first_n), (last, _) = self.commits[0], self.commits[-1]
         return (self.consumed - first_n) / (last - first)
+
+    def cores(self) -> float:
+        """CPU time over wall time between the first commit and the last (the window of
+        ``rate``): 1.0 is one core busy all the time."""
+        (first, _), (last, _) = self.commits[0], self.commits[-1]
+        return (self.cpu[-1] - self.cpu[0]) / (last - first)
 
 
 async def consume(
@@ -166,7 +175,8 @@ def environment(settings: Settings) -> dict[str, str]:
 
 def throughput(
     url: str, kafka: str, name: str, shape: SampleShape, relay: bool = False
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
+    """(deductions/s, usage keys recorded, the consumer process's CPU in cores)."""
     settings = scenario_settings(url, kafka, name)
     topics = {settings.usage_topic: PARTITIONS, settings.dlq_topic: 1}
     if relay:
@@ -179,7 +189,7 @@ def throughput(
     asyncio.run(consume(settings, EVENTS, clock, timeout_s=600, relay=relay))
     with psycopg.connect(url) as conn:
         keys = conn.execute("SELECT count(*) FROM ledger_usage_keys").fetchone()
-    return clock.rate(), int(keys[0]) if keys else 0
+    return clock.rate(), int(keys[0]) if keys else 0, clock.cores()
 
 
 def latency(
@@ -253,7 +263,7 @@ def alerts_ab() -> None:
                         alerting_policies(ledger, shape)
                     ledger.close()
                     name = f"ab-{mode}-{round_}"
-                    rate, _ = throughput(url, kafka, name, shape, relay=mode == "on")
+                    rate, _, _ = throughput(url, kafka, name, shape, relay=mode == "on")
                     rates[mode].append(rate)
                     raws.append(raw_round(url, 1000, 50_000, b"x" * 600))
                     alerts = count_alerts(url) if mode == "on" else 0
@@ -316,10 +326,11 @@ def one_run(kafka: str, index: int, figures: Figures) -> None:
         ledger.close()
         print(f"run {index + 1}: setup 1000 wallets x 3 senders in "
               f"{time.perf_counter() - started:.0f}s", flush=True)  # fmt: skip
-        spread, keys = throughput(url, kafka, f"spread-{index}", SampleShape(1000, 3))
+        spread, keys, cores = throughput(url, kafka, f"spread-{index}", SampleShape(1000, 3))
         if keys != EVENTS:
             raise RuntimeError(f"{keys} usage keys recorded for {EVENTS} events")
         figures.add("spread", spread)
+        figures.add("spread cores", cores)
         figures.add("raw", raw_round(url, 1000, 50_000, b"x" * 600))
         figures.add("hot", hot_pool(kafka, index))
         for rate in LATENCY_RATES:
@@ -354,7 +365,7 @@ def hot_pool(kafka: str, index: int) -> float:
         ledger = build_ledger(Settings(environment="test"), hot_url)
         setup_wallets(ledger, SampleShape(1, 3))
         ledger.close()
-        rate, _ = throughput(hot_url, kafka, f"hot-{index}", SampleShape(1, 3))
+        rate, _, _ = throughput(hot_url, kafka, f"hot-{index}", SampleShape(1, 3))
     return rate
 
 

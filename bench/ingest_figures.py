@@ -36,6 +36,7 @@ INFORMATION = {
     "steady p50 2000": "produce-to-commit p50 at 2,000/s steady, ms",
     "steady p50 5000": "produce-to-commit p50 at 5,000/s steady, ms",
     "cold p99 5000": "p99 in the first 10 s after a restart, 5,000/s, ms",
+    "spread cores": "consumer process CPU while it applies the spread (all threads), cores",
 }
 
 

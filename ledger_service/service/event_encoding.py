@@ -45,29 +45,40 @@ class FastJSONTranscoder(JSONTranscoder):
         )
 
     def _dict(self, obj: dict[Any, Any]) -> str:
+        # One loop with the common types inline: a method call per value cost as much as the
+        # writing (a usage debit has thirteen values and a four-part split).
         parts = []
         for key, value in obj.items():
             if type(key) is not str:
                 raise _Unsupported
-            parts.append(f"{_quoted(key)}:{self._value(value)}")
+            kind = type(value)
+            if kind is str:
+                text = _quoted(value)
+            elif kind is Decimal:
+                text = f"{_DECIMAL_TAG}{_quoted(str(value))}}}"
+            elif value is None:
+                text = "null"
+            elif kind is int:
+                text = int.__repr__(value)
+            elif kind is dict:
+                text = self._dict(value)
+            else:
+                text = self._value(value)
+            parts.append(f"{_quoted(key)}:{text}")
         return "{" + ",".join(parts) + "}"
 
     def _value(self, value: Any) -> str:
+        """The rarer types of ``_dict``'s values."""
         kind = type(value)
-        if kind is str:
-            return str(_quoted(value))
-        if value is None:
-            return "null"
         if kind is bool:
             return "true" if value else "false"
-        if kind is int:
-            return int.__repr__(value)
-        if kind is Decimal:
-            return f'{{"_type_":"{DecimalAsStr.name}","_data_":{_quoted(str(value))}}}'
         if kind is datetime:
-            return f'{{"_type_":"{DatetimeAsISO.name}","_data_":{_quoted(value.isoformat())}}}'
+            return f"{_DATETIME_TAG}{_quoted(value.isoformat())}}}"
         if kind is UUID:
-            return f'{{"_type_":"{UUIDAsHex.name}","_data_":"{value.hex}"}}'
-        if kind is dict:
-            return self._dict(value)
+            return f'{_UUID_TAG}"{value.hex}"}}'
         raise _Unsupported
+
+
+_DECIMAL_TAG = f'{{"_type_":"{DecimalAsStr.name}","_data_":'
+_DATETIME_TAG = f'{{"_type_":"{DatetimeAsISO.name}","_data_":'
+_UUID_TAG = f'{{"_type_":"{UUIDAsHex.name}","_data_":'

@@ -397,29 +397,46 @@ class Wallet(Aggregate):
     ) -> None:
         """Only usage names a sender, conversation, category, units and unit price."""
         parts = split.as_dict()
-        # The event that ``_debited`` applies, triggered directly: calling the decorated method
-        # makes the library match these keywords against its signature on every call, a
-        # twentieth of ingestion time. Same event, same fields (``_debited``'s parameters).
-        self.trigger_event(
-            type(self).Debited,
-            **self._checked_and_chained(
-                {
-                    "amount": amount,
-                    "split": parts,
-                    "kind": kind.value,
-                    "counter_account": counter_account,
-                    "reference": reference,
-                    "sender_id": sender_id,
-                    "conversation_id": conversation_id,
-                    "category": category,
-                    "units": units,
-                    "unit_price": unit_price,
-                    "actor": actor,
-                },
-                sign=-1,
-            ),
-            timestamp=at,
+        entry = self._checked_and_chained(
+            {
+                "amount": amount,
+                "split": parts,
+                "kind": kind.value,
+                "counter_account": counter_account,
+                "reference": reference,
+                "sender_id": sender_id,
+                "conversation_id": conversation_id,
+                "category": category,
+                "units": units,
+                "unit_price": unit_price,
+                "actor": actor,
+            },
+            sign=-1,
         )
+        self._trigger_debited(entry, at)
+
+    def _trigger_debited(self, entry: dict[str, Any], timestamp: datetime | None) -> None:
+        """``self.trigger_event(Debited, **entry, timestamp=timestamp)``, written out for the
+        one event of every message billed. The library's generic steps (matching the fields to
+        ``_debited``'s signature twice, checking the version it has just computed, building the
+        frozen event field by field) were a third of the time to record a usage. Same event
+        (fields in the class's order), same effects in the same order: ``_debited``'s body,
+        ``Debited.apply``, the version and time, the pending list. On replay the library
+        applies the stored event through ``_debited`` as always;
+        ``tests/unit/test_wallet_debit_event.py`` holds the two ways equal."""
+        cls = type(self).Debited
+        if timestamp is None:
+            timestamp = cls.create_timestamp()
+        debited = object.__new__(cls)
+        state = {"originator_id": self.id, "originator_version": self.version + 1}
+        state["timestamp"] = timestamp
+        state.update(entry)
+        object.__setattr__(debited, "__dict__", state)
+        self._apply_debit(entry["split"], entry["entry_hash"])
+        entries.Debited.apply(debited, self)
+        self.version = debited.originator_version
+        self.modified_on = timestamp
+        self._pending_events.append(debited)
 
     @event(Debited)
     def _debited(
@@ -438,6 +455,10 @@ class Wallet(Aggregate):
         entry_hash: str,
         timestamp: datetime | None,
     ) -> None:
+        self._apply_debit(split, entry_hash)
+
+    def _apply_debit(self, split: dict[str, Decimal], entry_hash: str) -> None:
+        """``_debited``'s effect on the buckets (also called by ``_trigger_debited``)."""
         self.entry_hash = entry_hash
         self.included -= split["included"]
         self.prepaid -= split["prepaid"]

@@ -222,20 +222,20 @@ class LedgerApplication(Application[UUID]):
         """
         if self.snapshots is None:
             return
-        due: dict[UUID, Aggregate] = {}
+        # Per aggregate, not per event: the interval (a wallet's depends on its size) once per
+        # wallet. It saved the versions from its first event here to its version now.
+        first: dict[UUID, int] = {}
         for domain_event in processing_event.events:
-            aggregate = processing_event.aggregates.get(domain_event.originator_id)
-            interval = self.snapshotting_intervals.get(type(aggregate)) if aggregate else None
+            first.setdefault(domain_event.originator_id, domain_event.originator_version)
+        for aggregate_id, first_version in first.items():
+            aggregate = processing_event.aggregates.get(aggregate_id)
+            if aggregate is None:
+                continue
+            interval = self.snapshotting_intervals.get(type(aggregate))
             if interval and isinstance(aggregate, Wallet):
                 interval = snapshot_interval(interval, aggregate.snapshot_items)
-            if (
-                aggregate is not None
-                and interval
-                and domain_event.originator_version % interval == 0
-            ):
-                due[aggregate.id] = cast(Aggregate, aggregate)
-        for aggregate in due.values():
-            self.snapshots.put([Snapshot.take(aggregate)])
+            if interval and aggregate.version // interval > (first_version - 1) // interval:
+                self.snapshots.put([Snapshot.take(cast(Aggregate, aggregate))])  # one was due
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = FastJSONTranscoder()  # the library's JSON, written faster (event_encoding)

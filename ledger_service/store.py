@@ -85,11 +85,16 @@ class LedgerRecorder(PostgresProcessRecorder):
         # Same rows, same order, same RETURNING as the library's insert, but as four parallel
         # arrays sent in binary: the library's text-format array of composites escapes every
         # bytea with regular expressions, which was a fifth of ingestion CPU time.
-        self._insert_events_binary = SQL(
+        insert_events = SQL(
             "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
         ).format(schema, Identifier(self.events_table_name))
+        self._insert_events_binary = insert_events + SQL(" RETURNING notification_id")
+        # A save that does not need its events' notification ids (``returning_ids=False``:
+        # the consumer's) skips the returned rows and the objects the library makes of them.
+        self._insert_events_binary_no_ids = insert_events
+        # Composed once: the library composes its NOTIFY for every save.
+        self._notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
         self._select_usage_keys = SQL(
             "SELECT k.source, k.event_id FROM {}.{} k "
             "JOIN unnest(%s::text[], %s::text[]) AS q(source, event_id) "
@@ -124,8 +129,9 @@ class LedgerRecorder(PostgresProcessRecorder):
         # notification order, so projections following the log never skip an event.
         self._lock_table(curs)
         self._notify_channel(curs)
+        returning_ids = kwargs.get("returning_ids", True)
         curs.execute(
-            self._insert_events_binary,
+            self._insert_events_binary if returning_ids else self._insert_events_binary_no_ids,
             (
                 [e.originator_id for e in stored_events],
                 [e.originator_version for e in stored_events],
@@ -133,6 +139,9 @@ class LedgerRecorder(PostgresProcessRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    def _notify_channel(self, curs: Cursor[DictRow]) -> None:
+        curs.execute(self._notify_statement)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         """The library's DDL and ours, one process at a time: ``ADD COLUMN IF NOT EXISTS`` run
@@ -179,6 +188,8 @@ class LedgerRecorder(PostgresProcessRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if not kwargs.get("returning_ids", True):
+            return None  # nothing was returned (see _insert_events_binary_no_ids)
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         command: CommandRecord | None = kwargs.get("command")
         if command is not None and ids:

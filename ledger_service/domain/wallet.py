@@ -198,6 +198,13 @@ class Wallet(Aggregate):
         self.spend_day = SpendingDay()
         self.burn_window = BurnWindow()
 
+    def collect_events(self) -> list[Any]:
+        """The library's, in linear time: it pops the pending events one by one from the front
+        of the list, quadratic in their number, and a hot wallet saves thousands per batch."""
+        collected = list(self._pending_events)
+        self._pending_events.clear()
+        return collected
+
     # -- derived figures ------------------------------------------------------------------
 
     @property

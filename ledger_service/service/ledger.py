@@ -416,9 +416,19 @@ class LedgerApplication(Application[UUID]):
         notification ids come back (nothing here reads them): a batch's rows and objects
         less to make."""
         position = None if position_name is None else Tracking(position_name, next_offset)
-        self.save(
-            *aggregates, usage_keys=usage_keys, consumer_position=position, returning_ids=False
+        # ``self.save(*aggregates, **kwargs)`` without its two checks of each aggregate against
+        # runtime protocols: 12 us per aggregate, and a batch saves one per wallet it charged
+        # (hundreds). The same steps otherwise (private hooks of the pinned library version).
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        processing.saved_kwargs.update(
+            usage_keys=usage_keys, consumer_position=position, returning_ids=False
         )
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
 
     def advance_consumer_position(self, name: str, *, next_offset: int) -> None:
         """Move a position past a record that changed nothing (refused)."""

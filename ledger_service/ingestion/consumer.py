@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -105,8 +105,9 @@ class UsageConsumer:
         self.stall_s = stall_s
         self.on_committed = on_committed
         self.ready = False
-        self._batch_lock = asyncio.Lock()
-        """Held while a poll's batches are applied: a rebalance waits for all of them."""
+        self._applying: set[asyncio.Task[None]] = set()
+        """Partition batches started and not finished: a rebalance waits for all of them."""
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight: set[str] = set()
         """Companies whose usage is being applied (``_companies_to_oneself``)."""
@@ -156,6 +157,10 @@ class UsageConsumer:
         # Waiting for the broker after each batch left the writing thread idle for a third
         # of the time in a busy partition.
         polling = asyncio.ensure_future(self._poll())
+        previous: list[asyncio.Task[None]] = []
+        """The batches of the poll before the latest."""
+        after: dict[TopicPartition, asyncio.Task[None]] = {}
+        """Each partition's latest batch."""
         try:
             while not stop.is_set():
                 poll = await self._topped_up(await polling)
@@ -164,21 +169,54 @@ class UsageConsumer:
                     continue
                 self._set_ready(True)
                 await self._observe_backlog()
-                async with self._batch_lock:
-                    if poll.assignments != self._assignments:
-                        # Fetched before a rebalance; on assignment every partition was sought
-                        # back to its recorded position, so these records come again.
-                        continue
-                    await asyncio.gather(
-                        *(
-                            self._apply_partition(partition, records, decoded, stop)
-                            for partition, (records, decoded) in poll.batches.items()
-                        )
-                    )
+                # No await from this check to the batches' start: a rebalance that begins
+                # later waits for them (``_Rebalance``), one that began drops this poll.
+                if poll.assignments != self._assignments:
+                    # Fetched before a rebalance; on assignment every partition was sought
+                    # back to its recorded position, so these records come again.
+                    continue
+                current = [
+                    self._start_partition(partition, records, decoded, stop, after)
+                    for partition, (records, decoded) in poll.batches.items()
+                ]
+                await _finished(previous)
+                # The next poll is taken (and topped up with what arrived meanwhile) once a
+                # slot is free that no batch of this one is waiting for: its batches of other
+                # partitions fill it while this poll's last one is written. Waiting for the
+                # whole poll left a slot idle at the end of every poll. Two polls at most are
+                # in flight, and a partition's batch waits for its batch before.
+                await _until_fewer_than(current, self._concurrency)
+                previous = current
         finally:
             polling.cancel()
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await polling
+            await self.drained()  # a batch in a thread cannot be cancelled: let it finish
+            _retrieve_failures(after.values())
+        await _finished(list(after.values()))  # a failure of the last batches: the loop's own
+
+    def _start_partition(
+        self,
+        partition: TopicPartition,
+        records: list[Consumed],
+        decoded: asyncio.Future[list[Item]],
+        stop: asyncio.Event,
+        after: dict[TopicPartition, asyncio.Task[None]],
+    ) -> asyncio.Task[None]:
+        """Start applying one partition's batch once that partition's batch before it is done
+        (``after``, updated): a partition's batches stay in order."""
+        task = asyncio.create_task(
+            self._apply_partition(partition, records, decoded, stop, after.get(partition))
+        )
+        after[partition] = task
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
+        return task
+
+    async def drained(self) -> None:
+        """Return once no batch is being applied (their failures are the main loop's)."""
+        while self._applying:
+            await asyncio.wait(set(self._applying))
 
     async def _topped_up(self, poll: _Poll | None) -> _Poll | None:
         """``poll`` (fetched ahead, when the batch before it began) and what else has arrived
@@ -230,12 +268,16 @@ class UsageConsumer:
         records: list[Consumed],
         decoded: asyncio.Future[list[Item]],
         stop: asyncio.Event,
+        before: asyncio.Task[None] | None = None,
     ) -> None:
-        """One partition's batch of this poll. Batches of different partitions touch different
-        wallets (the key is the company) and each is its own transaction with its own
-        position, so up to ``concurrency`` of them run at once: one is planned while another
-        is written. A partition's batches stay in order: the next poll waits for this one."""
+        """One partition's batch of a poll, after ``before`` (the partition's batch before it,
+        if still in flight; its failure is this one's). Batches of different partitions
+        touch different wallets (the key is the company) and each is its own transaction
+        with its own position, so up to ``concurrency`` of them run at once: one is planned
+        while another is written."""
         assert self._consumer is not None
+        if before is not None:
+            await before
         items = await decoded
         companies = {item.company_id for _, item in items if isinstance(item, Usage)}
         async with self._slots, self._companies_to_oneself(companies):
@@ -416,13 +458,38 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.owner._assignments += 1  # a poll fetched ahead is not applied now
-        # Wait for the in-flight batch so the next owner starts after it.
-        async with self.owner._batch_lock:
-            log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+        # Wait for the batches in flight so the next owner starts after them.
+        await self.owner.drained()
+        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.owner.seek_to_recorded_positions(set(assigned))
         self.owner._assignments += 1  # a poll that returned before the seeks is stale
+
+
+async def _finished(batches: list[asyncio.Task[None]]) -> None:
+    """Wait for all of ``batches``; then raise the first failure among them, if any."""
+    if not batches:
+        return
+    await asyncio.wait(batches)
+    for batch in batches:
+        if not batch.cancelled() and batch.exception() is not None:
+            await batch  # raises it
+
+
+async def _until_fewer_than(batches: list[asyncio.Task[None]], count: int) -> None:
+    """Return once fewer than ``count`` of ``batches`` are unfinished."""
+    pending = {batch for batch in batches if not batch.done()}
+    while len(pending) >= count:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _retrieve_failures(batches: Iterable[asyncio.Task[None]]) -> None:
+    """Mark the failures of finished batches as seen: the first one is raised by the main
+    loop, and asyncio would log the others as never retrieved."""
+    for batch in batches:
+        if batch.done() and not batch.cancelled():
+            batch.exception()
 
 
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:

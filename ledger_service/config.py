@@ -233,8 +233,8 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         le=16,
-        description="partition batches of one poll applied at the same time (each its own "
-        "transaction; one plans while another is written)",
+        description="partition batches applied at the same time (each its own transaction; "
+        "one plans while another is written; the next poll's start while a poll's last one is)",
     )
     trust_producer_price: bool = Field(
         default=False, description="apply data.unit_price even when the rate card disagrees"

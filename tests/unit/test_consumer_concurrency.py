@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
-from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer
+from tests.unit.scripted_consumer import scripted_consumer
 
 
 def consumer(concurrency: int) -> UsageConsumer:
-    return UsageConsumer(
-        cast(UsageIngestor, None),
-        bootstrap="127.0.0.1:1",
-        topic="t",
-        dlq_topic="d",
-        group_id="g",
-        concurrency=concurrency,
-    )
+    return scripted_consumer(None, concurrency=concurrency)
 
 
 async def run_batches(owner: UsageConsumer, batches: dict[str, set[str]]) -> list[Any]:

@@ -10,14 +10,14 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from ledger_service.ingestion.batch import UsageIngestor
 from ledger_service.ingestion.consumer import UsageConsumer, _Rebalance
 from ledger_service.ingestion.records import Consumed
 from ledger_service.service.usage import BatchOutcome
+from tests.unit.scripted_consumer import scripted_consumer
 
 PARTITION = TopicPartition("t", 0)
 
@@ -112,17 +112,9 @@ class RecordingIngestor:
 
 
 def consumer(ingestor: RecordingIngestor, batch_size_max: int) -> UsageConsumer:
-    owner = UsageConsumer(
-        cast(UsageIngestor, ingestor),
-        bootstrap="127.0.0.1:1",
-        topic="t",
-        dlq_topic="d",
-        group_id="g",
-        batch_size_max=batch_size_max,
-        poll_timeout_ms=10,
+    return scripted_consumer(
+        ingestor, ingestor.broker, batch_size_max=batch_size_max, poll_timeout_ms=10
     )
-    owner._consumer = cast(Any, ingestor.broker)
-    return owner
 
 
 async def consume(owner: UsageConsumer, ingestor: RecordingIngestor, offsets: int) -> None:

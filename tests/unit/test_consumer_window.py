@@ -12,14 +12,13 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from ledger_service.ingestion.batch import UsageIngestor
-from ledger_service.ingestion.consumer import UsageConsumer
 from ledger_service.ingestion.records import Consumed
 from ledger_service.service.usage import BatchOutcome
+from tests.unit.scripted_consumer import scripted_consumer
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -106,16 +105,7 @@ class Ingestor:
 
 
 async def consume(broker: Broker, ingestor: Ingestor, records: int) -> None:
-    owner = UsageConsumer(
-        cast(UsageIngestor, ingestor),
-        bootstrap="127.0.0.1:1",
-        topic="t",
-        dlq_topic="d",
-        group_id="g",
-        poll_timeout_ms=10,
-        concurrency=2,
-    )
-    owner._consumer = cast(Any, broker)
+    owner = scripted_consumer(ingestor, broker, poll_timeout_ms=10, concurrency=2)
     owner._loop = asyncio.get_running_loop()
     owner._decoder = ThreadPoolExecutor(max_workers=1)
     stop = asyncio.Event()

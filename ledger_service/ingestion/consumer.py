@@ -51,14 +51,15 @@ Committed = Callable[[Sequence[Consumed], BatchOutcome], None]
 
 
 def to_consumed(record: ConsumerRecord[bytes, bytes]) -> Consumed:
+    headers = record.headers
     return Consumed(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers or ()),
-        timestamp_ms=record.timestamp,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        tuple(headers) if headers else (),
+        record.timestamp,
     )
 
 

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from ledger_service.domain.money import parse_amount
 from ledger_service.domain.usage import Usage
+from ledger_service.ingestion import usage_struct
 from ledger_service.ingestion.records import Consumed, DeadLetter
+from ledger_service.ingestion.usage_struct import UsageEventStruct
 from schemas.usage_event import USAGE_EVENT_TYPE, UsageEvent
 
 MESSAGE_LENGTH_MAX = 500
@@ -22,15 +24,12 @@ MESSAGE_LENGTH_MAX = 500
 
 def decode(record: Consumed) -> Usage | DeadLetter:
     if record.value is not None and not _is_binary_mode(record):
-        # The common case, validated straight from the bytes by pydantic's own JSON parser: a
-        # third of the time of ``json.loads`` and then the model. Any record it refuses goes
-        # the long way, which names the refusal exactly as it always has; the two accept the
-        # same records (a property test holds them to it).
-        try:
-            event = UsageEvent.model_validate_json(record.value)
-        except ValidationError:
-            pass
-        else:
+        # The common case, validated straight from the bytes by msgspec (``usage_struct``): a
+        # quarter of the time of pydantic's own JSON parser. Any record it does not accept
+        # goes the long way, which decides by the contract's model and names the refusal
+        # exactly as it always has; the two decide alike (a property test holds them to it).
+        event = usage_struct.decoded(record.value)
+        if event is not None:
             return _usage(record, event)
     return decode_stepwise(record)
 
@@ -60,7 +59,7 @@ def decode_stepwise(record: Consumed) -> Usage | DeadLetter:
     return _usage(record, event)
 
 
-def _usage(record: Consumed, event: UsageEvent) -> Usage | DeadLetter:
+def _usage(record: Consumed, event: UsageEvent | UsageEventStruct) -> Usage | DeadLetter:
     data = event.data
     if record.key is not None and record.key != data.company_id.encode():
         # The key is the partitioning (and so the ordering) guarantee of a company's pool.
@@ -69,17 +68,17 @@ def _usage(record: Consumed, event: UsageEvent) -> Usage | DeadLetter:
             "KEY_MISMATCH",
             f"message key {record.key!r} is not data.company_id {data.company_id!r}",
         )
-    return Usage(
-        source=event.source,
-        event_id=event.id,
-        company_id=data.company_id,
-        waba_id=data.waba_id,
-        conversation_id=data.conversation_id,
-        category=data.category,
-        status=data.status,
-        units=data.units,
-        unit_price=None if data.unit_price is None else parse_amount(data.unit_price),
-        currency=data.currency,
+    return Usage(  # by position: a third of the time of keywords, once per record
+        event.source,
+        event.id,
+        data.company_id,
+        data.waba_id,
+        data.conversation_id,
+        data.category,
+        data.status,
+        data.units,
+        None if data.unit_price is None else parse_amount(data.unit_price),
+        data.currency,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ledger_service.domain.usage import Usage
 from ledger_service.service.usage import DEDUCTION_FAILED
@@ -10,8 +11,10 @@ from ledger_service.service.usage import DEDUCTION_FAILED
 __all__ = ["DEDUCTION_FAILED", "Consumed", "DeadLetter", "position_name", "position_prefix"]
 
 
-@dataclass(frozen=True, slots=True)
-class Consumed:
+class Consumed(NamedTuple):
+    """One Kafka record. A named tuple: one is built for every record polled, and a frozen
+    dataclass costs three times as much to build."""
+
     topic: str
     partition: int
     offset: int

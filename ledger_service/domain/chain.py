@@ -75,33 +75,51 @@ def _canonical_body(previous: str, version: int, entry: Mapping[str, object]) ->
 def _flat_object(mapping: Mapping[str, object]) -> str:
     """``mapping`` as canonical JSON: keys sorted, strings ASCII-escaped, decimals as their
     ``format_amount`` text. One loop with the common types inline: a function call per value
-    cost as much as the writing."""
+    cost as much as the writing. The sorted keys and their escaped labels are worked out once
+    per shape (the keys in the dict's order): entries come in a few shapes."""
     if type(mapping) is not dict:
         raise _NotFlat
-    try:
-        keys = sorted(mapping)
-    except TypeError:  # keys of mixed types
-        raise _NotFlat from None
+    shape = tuple(mapping)
+    plan = _KEY_PLANS.get(shape)
+    if plan is None:
+        plan = _key_plan(shape)
     parts = []
-    for key in keys:
-        if type(key) is not str:
-            raise _NotFlat
+    for key, label in plan:
         value = mapping[key]
         kind = type(value)
         if kind is str:
-            text = _ascii_string(value)
+            parts.append(label + _ascii_string(value))
         elif kind is Decimal:
-            text = f'"{_amount_text(value)}"'  # digits, "-" and ".": nothing to escape
+            # Zero is common (the untouched buckets of a split) and "0" whatever its exponent.
+            # Other amounts: digits, "-" and ".", nothing to escape.
+            parts.append(f'{label}"{_amount_text(value)}"' if value else label + '"0"')
         elif value is None:
-            text = "null"
+            parts.append(label + "null")
         elif kind is int:
-            text = int.__repr__(value)
+            parts.append(label + int.__repr__(value))
         elif kind is dict:
-            text = _flat_object(value)
+            parts.append(label + _flat_object(value))
         else:
             raise _NotFlat
-        parts.append(f"{_ascii_string(key)}:{text}")
     return "{" + ",".join(parts) + "}"
+
+
+_KeyPlan = tuple[tuple[str, str], ...]
+_KEY_PLANS: dict[tuple[str, ...], _KeyPlan] = {}
+_KEY_PLANS_MAX = 1024
+
+
+def _key_plan(shape: tuple[str, ...]) -> _KeyPlan:
+    """(key, its JSON text and ":") in sorted order, for keys that are all strings. A shape is
+    found again by equality, so a ``str`` subclass key equal to a known one is written as that
+    string, as the json module writes any ``str`` subclass key."""
+    if any(type(key) is not str for key in shape):
+        raise _NotFlat
+    plan = tuple((key, f"{_ascii_string(key)}:") for key in sorted(shape))
+    if len(_KEY_PLANS) >= _KEY_PLANS_MAX:
+        _KEY_PLANS.clear()  # shapes come from code, not data: this guards against a surprise
+    _KEY_PLANS[shape] = plan
+    return plan
 
 
 _AMOUNT_TEXTS: dict[Decimal, str] = {}

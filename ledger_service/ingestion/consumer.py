@@ -40,6 +40,7 @@ from ledger_service.metrics import (
     INGESTION_LAST_COMMIT,
     INGESTION_READY,
     INGESTION_RECORDS_BEHIND,
+    observe_each,
 )
 from ledger_service.service.runner import StoreUnavailable
 
@@ -505,6 +506,7 @@ def _observe_commit(records: list[Consumed]) -> None:
     """Produce-to-commit latency of the batch's records, and when the consumer last committed."""
     now = time.time()
     INGESTION_LAST_COMMIT.set(now)
-    for record in records:
-        if record.timestamp_ms > 0:
-            INGESTION_COMMIT_LAG_SECONDS.observe(max(now - record.timestamp_ms / 1000, 0.0))
+    observe_each(
+        INGESTION_COMMIT_LAG_SECONDS,
+        (max(now - r.timestamp_ms / 1000, 0.0) for r in records if r.timestamp_ms > 0),
+    )

@@ -1,5 +1,6 @@
 """While the last batch of a poll is written, the next poll's batches of other partitions start;
-a partition's own batches stay one after the other.
+a partition's own batches stay one after the other; a poll takes the records of a partition
+with no batch in flight before a busy one's.
 
 A scripted stand-in for the broker client, several partitions; the consumer's own loop,
 decoding thread and slots are the real ones (the broker itself: the integration tests).
@@ -33,20 +34,28 @@ class Broker:
         self.polls = 0
         self.on_poll = on_poll
 
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
-        batches = {
-            tp: [
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, Any]:
+        """As the client does: only ``partitions`` (all if none), each partition's records in
+        turn until ``max_records``."""
+        batches: dict[TopicPartition, Any] = {}
+        room = max_records
+        for tp, log in self.logs.items():
+            if (partitions and tp not in partitions) or self.positions[tp] >= len(log):
+                continue
+            if room == 0:
+                break
+            offsets = log[self.positions[tp] : self.positions[tp] + room]
+            batches[tp] = [
                 ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"{}", None, 1, 2, ())
-                for offset in log[self.positions[tp] :]
+                for offset in offsets
             ]
-            for tp, log in self.logs.items()
-            if self.positions[tp] < len(log)
-        }
+            self.positions[tp] += len(offsets)
+            room -= len(offsets)
         if not batches:
             await asyncio.sleep(timeout_ms / 1000)
             return {}
-        for tp in batches:
-            self.positions[tp] = len(self.logs[tp])
         self.polls += 1
         if self.on_poll is not None:
             self.on_poll(self.polls)
@@ -104,8 +113,12 @@ class Ingestor:
         return began, ended
 
 
-async def consume(broker: Broker, ingestor: Ingestor, records: int) -> None:
-    owner = scripted_consumer(ingestor, broker, poll_timeout_ms=10, concurrency=2)
+async def consume(
+    broker: Broker, ingestor: Ingestor, records: int, batch_size_max: int = 1000
+) -> None:
+    owner = scripted_consumer(
+        ingestor, broker, poll_timeout_ms=10, concurrency=2, batch_size_max=batch_size_max
+    )
     owner._loop = asyncio.get_running_loop()
     owner._decoder = ThreadPoolExecutor(max_workers=1)
     stop = asyncio.Event()
@@ -155,3 +168,22 @@ async def test_a_partitions_batches_stay_one_after_the_other() -> None:
     _, first_ended = ingestor.span(0, 0)
     second_began, _ = ingestor.span(0, 2)
     assert second_began >= first_ended
+
+
+async def test_a_poll_takes_a_partition_without_a_batch_in_flight_first() -> None:
+    """Polls of two records; partition 0 comes first and has four. Its first batch is written
+    until partition 1's batch gets through (or for 2 s): the next poll takes partition 1's
+    records, not partition 0's next ones, which would wait for the batch in flight."""
+    logs = {P0: [0, 1, 2, 3], P1: [0, 1]}
+    broker = Broker(logs)
+    ingestor = Ingestor(held=(0, 0), hold_s=2.0, released_by=(1, 0))
+    await consume(broker, ingestor, records=6, batch_size_max=2)
+    assert sorted((p, o) for _, _, p, o in ingestor.spans) == [
+        (0, [0, 1]),
+        (0, [2, 3]),
+        (1, [0, 1]),
+    ]
+    p1_began, _ = ingestor.span(1, 0)
+    _, p0_first_ended = ingestor.span(0, 0)
+    assert p1_began < p0_first_ended
+    assert p0_first_ended - p1_began < 1.0  # partition 1's batch released it

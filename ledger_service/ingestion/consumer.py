@@ -284,11 +284,11 @@ class UsageConsumer:
         records wait only when no other partition has any."""
         assert self._consumer is not None
         free = sorted(self._consumer.assignment() - busy) if busy else []
+        batches = {}
         if free:
             batches = await self._consumer.getmany(*free, timeout_ms=0, max_records=limit)
-            if batches:
-                return cast(dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], batches)
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=limit)
+        if not batches:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=limit)
         return cast(dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], batches)
 
     async def _apply_partition(
